@@ -1,0 +1,55 @@
+"""rftlab: robust fine-tuning of zero-shot CLIP models, hands on.
+
+The public API is flat; submodules load on first use so ``import rftlab`` stays fast.
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    # models
+    "load_model": "rftlab.models.factory",
+    "ClipModel": "rftlab.models.factory",
+    "save_checkpoint": "rftlab.models.factory",
+    "create_world_model": "rftlab.models.factory",
+    "save_local_dir": "rftlab.models._load",
+    "WeightsNotFoundError": "rftlab.models._load",
+    # data and tasks
+    "Task": "rftlab.data",
+    "Split": "rftlab.data",
+    "load_task": "rftlab.world.tasks",
+    "make_task": "rftlab.world.tasks",
+    "spurious_task": "rftlab.world.tasks",
+    "shift_task": "rftlab.world.tasks",
+    # heads, training, methods
+    "zeroshot_head": "rftlab.zeroshot",
+    "ClipClassifier": "rftlab.classifier",
+    "Trainer": "rftlab.train",
+    "TrainConfig": "rftlab.train",
+    "TrainResult": "rftlab.train",
+    "finetune": "rftlab.train",
+    "METHODS": "rftlab.methods",
+    "get_method": "rftlab.methods",
+    "wise_ft": "rftlab.methods",
+    # evaluation
+    "evaluate": "rftlab.evaluation",
+    "encode_split": "rftlab.evaluation",
+}
+
+__all__ = sorted(_EXPORTS) + ["world", "losses", "metrics"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    if name in ("world", "losses", "metrics", "methods", "data", "models"):
+        return importlib.import_module(f"rftlab.{name}")
+    raise AttributeError(f"module 'rftlab' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

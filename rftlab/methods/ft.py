@@ -1,0 +1,13 @@
+"""FT: cross-entropy on the image tower and a head initialised from the zero-shot head."""
+import torch.nn.functional as F
+
+from .base import Method
+
+
+class FT(Method):
+    name = "ft"
+    summary = "cross-entropy fine-tuning of the image tower and the zero-shot-initialised head"
+
+    def loss(self, classifier, images, labels, step):
+        ce = F.cross_entropy(classifier(images), labels)
+        return {"loss": ce, "ce": ce}

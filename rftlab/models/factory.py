@@ -1,0 +1,141 @@
+"""One factory for every CLIP rftlab uses: the embedded world model and real open_clip models.
+
+``load_model()`` returns a :class:`ClipModel`: the open_clip model plus the tokenizer and
+image transform that belong to it, and the architecture name, so no caller ever pairs
+weights with the wrong tokenizer or architecture variant.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .world_cnn import register_world_cnn
+
+DEFAULT_MODEL = "rftlab-world"
+_PKG = Path(__file__).resolve().parent.parent
+CONFIG_DIR = _PKG / "model_configs"
+DEFAULT_WEIGHTS = _PKG / "weights" / "rftlab-world.pt"
+WORLD_MEAN = (0.5, 0.5, 0.5)
+WORLD_STD = (0.25, 0.25, 0.25)
+_registered = False
+
+
+def register_configs() -> None:
+    """Register rftlab's architectures with open_clip (and its CNN with timm). Idempotent."""
+    global _registered
+    if _registered:
+        return
+    import open_clip
+    register_world_cnn()
+    open_clip.add_model_config(CONFIG_DIR)
+    _registered = True
+
+
+class WorldTransform:
+    """World images (uint8 or float tensors in [0, 1]) to normalised float tensors."""
+
+    def __init__(self, mean=WORLD_MEAN, std=WORLD_STD):
+        self.mean = torch.tensor(mean).view(-1, 1, 1)
+        self.std = torch.tensor(std).view(-1, 1, 1)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            x = x.float() / 255
+        return (x - self.mean.to(x.device)) / self.std.to(x.device)
+
+    def __repr__(self):
+        return f"WorldTransform(mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()})"
+
+
+@dataclass
+class ClipModel:
+    """A CLIP with everything needed to use it."""
+
+    model: torch.nn.Module
+    tokenizer: Callable
+    preprocess: Callable
+    arch: str
+    pretrained: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_world(self) -> bool:
+        return self.arch == DEFAULT_MODEL
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device) -> "ClipModel":
+        self.model.to(device)
+        return self
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
+@contextlib.contextmanager
+def quiet_random_init():
+    """open_clip warns 'No pretrained weights loaded' for every model it builds without weights;
+    rftlab loads its own weights right after, so the warning would only mislead."""
+    f = _DropMessage("No pretrained weights loaded")
+    root = logging.getLogger()
+    root.addFilter(f)
+    try:
+        yield
+    finally:
+        root.removeFilter(f)
+
+
+def create_world_model(vocabulary: list[str] | None = None) -> ClipModel:
+    """A randomly initialised world CLIP (the architecture of rftlab's default)."""
+    import open_clip
+
+    from ..world.captions import WorldTokenizer
+
+    register_configs()
+    tok = WorldTokenizer(vocabulary)
+    cfg = open_clip.get_model_config(DEFAULT_MODEL)
+    if cfg["text_cfg"]["vocab_size"] != tok.vocab_size:
+        raise RuntimeError(
+            f"rftlab-world.json has vocab_size {cfg['text_cfg']['vocab_size']} but the world "
+            f"tokenizer has {tok.vocab_size} ids: update the config after changing the vocabulary")
+    with quiet_random_init():
+        model = open_clip.create_model(DEFAULT_MODEL)
+    return ClipModel(model, tok, WorldTransform(), DEFAULT_MODEL, None)
+
+
+def save_checkpoint(clip: ClipModel, path: str | os.PathLike, **extra) -> Path:
+    """Weights plus what is needed to rebuild the model exactly (architecture, tokenizer)."""
+    import open_clip
+
+    register_configs()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "arch": clip.arch,
+        "model_config": open_clip.get_model_config(clip.arch),
+        "state_dict": {k: v.detach().cpu() for k, v in clip.model.state_dict().items()},
+        "vocabulary": getattr(clip.tokenizer, "words", None),
+        **extra,
+    }
+    torch.save(payload, path)
+    return path
+
+
+def load_model(name: str = DEFAULT_MODEL, pretrained: str | None = None, device=None) -> ClipModel:
+    """Load a CLIP. Defaults to rftlab's embedded world model, trained and shipped offline."""
+    from ._load import load
+    return load(name, pretrained, device)

@@ -1,0 +1,271 @@
+"""The one training loop every method runs on.
+
+AdamW, linear warm-up then cosine, gradient-norm clipping, seeds, automatic device (CUDA
+with bf16 autocast when present), periodic validation, a history of every loss term,
+callbacks, tqdm progress, checkpoints with exact resume, and Ctrl-C that keeps what was
+learned. Methods (``rftlab.methods``) only supply parameters and loss terms.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import random
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .classifier import ClipClassifier
+from .data import Task
+from .evaluation import evaluate_val
+from .methods import Method, get_method
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 150
+    batch_size: int = 64
+    lr: float = 1e-4
+    weight_decay: float = 0.1
+    warmup: float = 0.1          # a fraction of steps (< 1) or a number of steps
+    grad_clip: float = 1.0
+    eval_every: int = 50
+    select: str = "last"         # "last", "val_acc" or "val_worst_group_acc"
+    seed: int = 0
+    device: str | None = None    # None: CUDA when present, else CPU
+    checkpoint_dir: str | None = None
+    checkpoint_every: int = 0    # 0: only at the end (when checkpoint_dir is set)
+    progress: bool = True
+
+    def __post_init__(self):
+        checks = [("steps", self.steps >= 0), ("batch_size", self.batch_size >= 1),
+                  ("lr", self.lr > 0), ("weight_decay", self.weight_decay >= 0),
+                  ("warmup", self.warmup >= 0), ("grad_clip", self.grad_clip >= 0),
+                  ("eval_every", self.eval_every >= 0), ("checkpoint_every", self.checkpoint_every >= 0)]
+        for name, ok in checks:
+            if not ok:
+                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} is out of range")
+        if self.select not in ("last", "val_acc", "val_worst_group_acc"):
+            raise ValueError(f"select={self.select!r}: choose 'last', 'val_acc' or 'val_worst_group_acc'")
+
+    @property
+    def warmup_steps(self) -> int:
+        return int(self.warmup * self.steps) if self.warmup < 1 else int(self.warmup)
+
+
+@dataclass
+class TrainResult:
+    classifier: ClipClassifier
+    history: list[dict] = field(default_factory=list)
+    step: int = 0
+    interrupted: bool = False
+    stopped: str | None = None       # why training stopped early (non-finite loss...), None if it did not
+    seconds: float = 0.0
+    selected_step: int | None = None
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    """Runs one method on one task. ``fit()`` trains; every part is a plain method so widgets,
+    scripts and tests can drive it step by step (``step()``) too."""
+
+    def __init__(self, method: Method | str, clip, task: Task, config: TrainConfig | None = None,
+                 classifier: ClipClassifier | None = None, callbacks: list[Callable] = (), **hparams):
+        self.method = get_method(method, **hparams)
+        self.clip = clip
+        self.task = task
+        self.config = config or TrainConfig()
+        self.device = pick_device(self.config.device)
+        seed_everything(self.config.seed)
+        if classifier is None:
+            classifier = ClipClassifier.zeroshot(clip, task.classnames, task.templates)
+        if classifier.num_classes != task.num_classes:
+            raise ValueError(f"the classifier has {classifier.num_classes} classes but task "
+                             f"{task.name!r} has {task.num_classes}")
+        self.classifier = classifier.to(self.device)
+        self.callbacks = list(callbacks)
+        self.history: list[dict] = []
+        self.step_count = 0
+        self._best: tuple[float, int, dict] | None = None
+        self.method.setup(self.classifier, task, clip)
+        self.params = [p for p in self.method.parameters(self.classifier)]
+        for p in self.classifier.parameters():
+            p.requires_grad_(False)
+        for p in self.params:
+            p.requires_grad_(True)
+        self.optimizer = torch.optim.AdamW(self.params, lr=self.config.lr, weight_decay=self.config.weight_decay) \
+            if self.params and self.method.trainable else None
+        self._stream = None
+
+    # ------------------------------------------------------------------ pieces
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _batches(self):
+        if self._stream is None:
+            self._stream = self.task.train.batches(self.config.batch_size, self.clip.preprocess,
+                                                   shuffle=True, seed=self.config.seed, start=self.step_count)
+        return self._stream
+
+    def _emit(self, event: str, info: dict) -> None:
+        for cb in self.callbacks:
+            cb(event, info)
+
+    def step(self) -> dict:
+        """One optimiser step; returns the loss terms as floats. Raises FloatingPointError on a
+        non-finite loss, before touching the weights."""
+        cfg = self.config
+        images, labels, _ = next(self._batches())
+        images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+        self.classifier.train()
+        with self._autocast():
+            terms = self.method.loss(self.classifier, images, labels, self.step_count)
+        loss = terms["loss"]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"the loss became {loss.item()} at step {self.step_count}")
+        factor = lr_factor(self.step_count, cfg.steps, cfg.warmup_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.lr * factor
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
+        self.optimizer.step()
+        self.method.after_step(self.classifier, self.step_count, cfg.steps)
+        self.step_count += 1
+        rec = {"step": self.step_count, "lr": cfg.lr * factor, **{k: float(v.detach()) for k, v in terms.items()}}
+        self.history.append(rec)
+        return rec
+
+    def validate(self) -> dict:
+        metrics = evaluate_val(self.classifier, self.task, self.clip.preprocess)
+        rec = {"step": self.step_count, **metrics}
+        self.history.append(rec)
+        key = self.config.select
+        if key != "last":
+            score = metrics.get(key, metrics["val_acc"])
+            if self._best is None or score > self._best[0]:
+                self._best = (score, self.step_count,
+                              {k: v.detach().cpu().clone() for k, v in self.classifier.state_dict().items()})
+        return rec
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({
+            "arch": self.clip.arch, "pretrained": self.clip.pretrained, "task": self.task.name,
+            "method": self.method.name, "hparams": self.method.params, "config": asdict(self.config),
+            "classifier": self.classifier.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            "step": self.step_count, "history": self.history, "rng": _rng_state(),
+            "method_state": getattr(self.method, "state_dict", lambda: None)(),
+        }, path)
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        ck = torch.load(path, map_location=self.device, weights_only=False)
+        if ck["arch"] != self.clip.arch:
+            raise ValueError(f"checkpoint {path} is for architecture {ck['arch']!r}, not {self.clip.arch!r}")
+        if ck["method"] != self.method.name:
+            raise ValueError(f"checkpoint {path} was trained with {ck['method']!r}, not {self.method.name!r}")
+        self.classifier.load_state_dict(ck["classifier"])
+        if self.optimizer and ck["optimizer"]:
+            self.optimizer.load_state_dict(ck["optimizer"])
+        if ck.get("method_state") is not None and hasattr(self.method, "load_state_dict"):
+            self.method.load_state_dict(ck["method_state"])
+        self.step_count, self.history = ck["step"], ck["history"]
+        _set_rng_state(ck["rng"])
+        self._stream = None
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, resume: str | Path | None = None) -> TrainResult:
+        cfg = self.config
+        if resume:
+            self.load_checkpoint(resume)
+        result = TrainResult(self.classifier, self.history)
+        t0 = time.time()
+        if not self.method.trainable or cfg.steps == 0:
+            result.classifier = self.method.finish(self.classifier)
+            return result
+        from tqdm.auto import tqdm
+        bar = tqdm(total=cfg.steps, initial=self.step_count, desc=f"{self.method.name} on {self.task.name}",
+                   disable=not cfg.progress, leave=False)
+        self._emit("start", {"trainer": self})
+        try:
+            while self.step_count < cfg.steps:
+                rec = self.step()
+                bar.update(1)
+                bar.set_postfix(loss=f"{rec['loss']:.3f}", refresh=False)
+                self._emit("step", rec)
+                if cfg.eval_every and (self.step_count % cfg.eval_every == 0 or self.step_count == cfg.steps):
+                    self._emit("eval", self.validate())
+                if cfg.checkpoint_dir and cfg.checkpoint_every and self.step_count % cfg.checkpoint_every == 0:
+                    self.save_checkpoint(Path(cfg.checkpoint_dir) / "last.pt")
+        except KeyboardInterrupt:
+            result.interrupted = True
+            warnings.warn(f"training interrupted at step {self.step_count}: the model and history so far are kept")
+        except FloatingPointError as err:
+            result.stopped = f"{err}; stopped with the last good weights (lower the learning rate?)"
+            warnings.warn(result.stopped)
+        finally:
+            bar.close()
+        if self._best is not None and not result.interrupted and result.stopped is None:
+            self.classifier.load_state_dict(self._best[2])
+            result.selected_step = self._best[1]
+        if cfg.checkpoint_dir:
+            self.save_checkpoint(Path(cfg.checkpoint_dir) / "last.pt")
+        result.classifier = self.method.finish(self.classifier) if not result.interrupted else self.classifier
+        result.step = self.step_count
+        result.seconds = time.time() - t0
+        self.classifier.eval()
+        self._emit("end", {"result": result})
+        return result
+
+
+def finetune(method: Method | str, clip, task: Task, config: TrainConfig | None = None,
+             resume: str | Path | None = None, callbacks: list[Callable] = (), **hparams) -> TrainResult:
+    """Train ``method`` on ``task`` from ``clip``'s zero-shot classifier. ``clip`` itself is
+    never modified: the trainer works on a deep copy of its model."""
+    clip = copy.copy(clip)
+    clip.model = copy.deepcopy(clip.model)
+    return Trainer(method, clip, task, config, callbacks=callbacks, **hparams).fit(resume)

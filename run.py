@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Set up and run rftlab with nothing but Python 3.10+ and pip.
+
+    python3 run.py lab     # create .venv, install rftlab, open JupyterLab on notebooks/
+    python3 run.py test    # create .venv, install rftlab[dev], run the whole test suite
+
+Extra arguments go to JupyterLab or pytest. Installation is skipped when .venv already
+holds the current pyproject.toml.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / ("python.exe" if os.name == "nt" else "python")
+STAMP = VENV / ".rftlab-installed"
+# The whole suite, notebooks included (in smoke mode): the command CI runs.
+TEST_ARGS = ["-m", "pytest", "tests", "notebooks", "--nbval-lax", "--nbval-current-env",
+             "--nbval-sanitize-with", "tests/nbval_sanitize.cfg", "-p", "no:cacheprovider"]
+
+
+def setup() -> None:
+    if sys.version_info < (3, 10):
+        sys.exit(f"rftlab needs Python 3.10 or newer; this is {sys.version.split()[0]}")
+    if not PY.exists():
+        print(f"creating a virtual environment in {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == want:
+        return
+    print("installing rftlab and its dependencies (first time: several minutes)", flush=True)
+    subprocess.run([str(PY), "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
+    subprocess.run([str(PY), "-m", "pip", "install", "-q", "-e", f"{ROOT}[dev]"], check=True)
+    STAMP.write_text(want)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("lab", "test", "setup"):
+        print(__doc__)
+        return 2
+    setup()
+    cmd, rest = argv[0], argv[1:]
+    env = dict(os.environ)
+    if cmd == "setup":
+        return 0
+    if cmd == "lab":
+        return subprocess.call([str(BIN / "jupyter"), "lab", str(ROOT / "notebooks"), *rest], env=env)
+    env.setdefault("RFTLAB_SMOKE", "1")
+    env.setdefault("TQDM_DISABLE", "1")
+    return subprocess.call([str(PY), *TEST_ARGS, *rest], cwd=ROOT, env=env)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
