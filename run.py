@@ -36,7 +36,6 @@ def setup() -> None:
     if STAMP.exists() and STAMP.read_text() == want:
         return
     print("installing rftlab and its dependencies (first time: several minutes)", flush=True)
-    subprocess.run([str(PY), "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
     subprocess.run([str(PY), "-m", "pip", "install", "-q", "-e", f"{ROOT}[dev]"], check=True)
     STAMP.write_text(want)
 

@@ -124,6 +124,7 @@ class Trainer:
         self.history: list[dict] = []
         self.step_count = 0
         self._best: tuple[float, int, dict] | None = None
+        self.method.config = self.config
         self.method.setup(self.classifier, task, clip)
         self.params = [p for p in self.method.parameters(self.classifier)]
         for p in self.classifier.parameters():
@@ -177,6 +178,7 @@ class Trainer:
         return rec
 
     def validate(self) -> dict:
+        self.method.refresh_head(self.classifier)
         metrics = evaluate_val(self.classifier, self.task, self.clip.preprocess)
         rec = {"step": self.step_count, **metrics}
         self.history.append(rec)
@@ -198,7 +200,7 @@ class Trainer:
             "classifier": self.classifier.state_dict(),
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
             "step": self.step_count, "history": self.history, "rng": _rng_state(),
-            "method_state": getattr(self.method, "state_dict", lambda: None)(),
+            "method_state": self.method.state_dict(),
         }, path)
         return path
 
@@ -211,7 +213,7 @@ class Trainer:
         self.classifier.load_state_dict(ck["classifier"])
         if self.optimizer and ck["optimizer"]:
             self.optimizer.load_state_dict(ck["optimizer"])
-        if ck.get("method_state") is not None and hasattr(self.method, "load_state_dict"):
+        if ck.get("method_state") is not None:
             self.method.load_state_dict(ck["method_state"])
         self.step_count, self.history = ck["step"], ck["history"]
         _set_rng_state(ck["rng"])
@@ -222,9 +224,14 @@ class Trainer:
         cfg = self.config
         if resume:
             self.load_checkpoint(resume)
-        result = TrainResult(self.classifier, self.history)
         t0 = time.time()
+        custom = self.method.run(self)
+        if custom is not None:
+            custom.seconds = time.time() - t0
+            return custom
+        result = TrainResult(self.classifier, self.history)
         if not self.method.trainable or cfg.steps == 0:
+            self.method.refresh_head(self.classifier)
             result.classifier = self.method.finish(self.classifier)
             return result
         from tqdm.auto import tqdm
@@ -254,6 +261,7 @@ class Trainer:
             result.selected_step = self._best[1]
         if cfg.checkpoint_dir:
             self.save_checkpoint(Path(cfg.checkpoint_dir) / "last.pt")
+        self.method.refresh_head(self.classifier)
         result.classifier = self.method.finish(self.classifier) if not result.interrupted else self.classifier
         result.step = self.step_count
         result.seconds = time.time() - t0

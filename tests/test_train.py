@@ -121,7 +121,7 @@ def test_wise_ft_method_interpolates_with_theta0(clip, small_spurious):
 
 
 def test_unknown_method_and_bad_hyperparameters_are_explained():
-    with pytest.raises(ValueError, match="registered methods: zeroshot, ft, wise-ft"):
+    with pytest.raises(ValueError, match="registered methods: zeroshot, lp, ft"):
         rftlab.get_method("sgd-magic")
     with pytest.raises(ValueError, match="out of range"):
         rftlab.get_method("wise-ft", alpha=2.0)

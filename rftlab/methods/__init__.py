@@ -1,17 +1,36 @@
 """The registry of methods: one line per method."""
 from .base import HParam, Method
+from .carft import CARFT
+from .carot import CaRot
+from .flyp import FLYP
 from .ft import FT
+from .l2sp import L2SP
+from .lipsum import LipsumFT
+from .lp import LP
+from .lpft import LPFT
+from .soup import GreedySoup, Soup, average_state_dicts
+from .starft import StarFT
 from .wiseft import WiSEFT, wise_ft
 from .zeroshot import ZeroShot
 
 METHODS: dict[str, type[Method]] = {
     "zeroshot": ZeroShot,
+    "lp": LP,
     "ft": FT,
+    "lp-ft": LPFT,
+    "l2-sp": L2SP,
     "wise-ft": WiSEFT,
+    "flyp": FLYP,
+    "soup-uniform": Soup,
+    "soup-greedy": GreedySoup,
+    "lipsum-ft": LipsumFT,
+    "car-ft": CARFT,
+    "carot": CaRot,
+    "starft": StarFT,
 }
 
 
-def get_method(name: str, **hparams) -> Method:
+def get_method(name, **hparams) -> Method:
     """An instance of a registered method; the error lists the registered names."""
     if isinstance(name, Method):
         return name
@@ -20,4 +39,6 @@ def get_method(name: str, **hparams) -> Method:
     return METHODS[name](**hparams)
 
 
-__all__ = ["FT", "HParam", "METHODS", "Method", "WiSEFT", "ZeroShot", "get_method", "wise_ft"]
+__all__ = ["CARFT", "CaRot", "FLYP", "FT", "GreedySoup", "HParam", "L2SP", "LP", "LPFT", "LipsumFT",
+           "METHODS", "Method", "Soup", "StarFT", "WiSEFT", "ZeroShot", "average_state_dicts",
+           "get_method", "wise_ft"]

@@ -72,6 +72,22 @@ class Method:
     def after_step(self, classifier, step: int, total_steps: int) -> None:
         """Called after each optimiser step (EMA teachers and the like)."""
 
+    def refresh_head(self, classifier) -> None:
+        """Bring the head up to date before evaluation (FLYP-style methods rebuild it from the
+        fine-tuned text tower). Called before validation and at the end."""
+
+    def run(self, trainer):
+        """Methods that are not a plain step loop (LP on cached features, soups) return a
+        TrainResult here; None lets the trainer run its loop."""
+        return None
+
     def finish(self, classifier):
         """Post-process the trained classifier (WiSE-FT interpolates here). Returns a classifier."""
         return classifier
+
+    def state_dict(self) -> dict | None:
+        """Extra state to checkpoint (EMA teachers, ...)."""
+        return None
+
+    def load_state_dict(self, state: dict) -> None:
+        pass

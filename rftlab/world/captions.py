@@ -124,3 +124,10 @@ def factor_prompts(factor: str) -> dict[str, list[str]]:
     if factor == "style":
         return {st: [f"{p} {s}" for s in SHAPES for p in STYLE_PREFIXES[st]] for st in STYLES}
     raise ValueError(f"unknown factor {factor!r}; choose shape, color, background or style")
+
+
+def spurious_phrases() -> list[str]:
+    """StarFT-style class-agnostic spurious phrases for the world ('{}' is the class):
+    every background phrase and every colour, the world's known spurious factors."""
+    return ([f"{{}} {p}" for pool in BACKGROUND_PHRASES.values() for p in pool]
+            + [f"{c} {{}}" for c in COLORS])

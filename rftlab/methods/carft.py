@@ -1,0 +1,39 @@
+"""CAR-FT: FT plus a KL that keeps the zero-shot model's distribution over contexts."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..losses import context_kl
+from ..zeroshot import prompt_head
+from .base import HParam, Method
+
+
+def context_weights(model, tokenizer, classnames, templates) -> torch.Tensor:
+    """W_ctx (D, K): column k is normalize(mean over classes of normalize(g(template_k(c))))."""
+    from ..zeroshot import fill
+    return prompt_head(model, tokenizer, [[fill(t, c) for c in classnames] for t in templates])
+
+
+class CARFT(Method):
+    name = "car-ft"
+    summary = "cross-entropy + beta * KL(p_ctx(theta0) || p_ctx(theta)) over the templates' contexts"
+    hparams = {
+        "beta": HParam(1.0, 1.0, 0.0, None, "weight of the context KL (the paper's exact value is not public)"),
+        "context_scale": HParam(100.0, 100.0, 0.0, None, "s in softmax(s * f @ W_ctx)"),
+    }
+
+    def setup(self, classifier, task, clip):
+        if len(task.templates) < 2:
+            raise ValueError("CAR-FT needs several templates (its contexts); the task has "
+                             f"{len(task.templates)}")
+        self.ref = classifier.frozen_copy()
+        self.w_ctx = context_weights(self.ref.clip, clip.tokenizer, task.classnames, task.templates)
+
+    def loss(self, classifier, images, labels, step):
+        feats = classifier.features(images)
+        ce = F.cross_entropy(classifier.logits_from_features(feats), labels)
+        with torch.no_grad():
+            feats0 = self.ref.features(images)
+        kl = context_kl(feats, feats0, self.w_ctx.to(feats.device), self.context_scale)
+        return {"loss": ce + self.beta * kl, "ce": ce, "context_kl": kl}

@@ -1,0 +1,75 @@
+"""CaRot: FLYP plus orthogonality of the visual projection and self-distillation from an EMA teacher."""
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from ..losses import cross_frobenius, orthogonality, self_distillation
+from ._common import encode_image, encode_text, text_projection, visual_projection
+from .base import HParam
+from .flyp import FLYP
+
+
+class CaRot(FLYP):
+    name = "carot"
+    summary = "FLYP + ||Wv^T Wv - I|| + ||Wv Wt^T|| + self-distillation from an EMA teacher"
+    hparams = {
+        "lambda_oc": HParam(0.2, 0.2, 0.0, None, "weight of the orthogonality term"),
+        "lambda_x": HParam(0.05, 0.05, 0.0, None, "weight of the cross-projection term"),
+        "lambda_sd": HParam(1.5, 1.5, 0.0, None, "weight of self-distillation"),
+        "ema_every": HParam(20, 500, 1, None, "steps between EMA teacher updates (paper: 500)"),
+        "m_start": HParam(0.05, 0.05, 0.0, 1.0, "EMA momentum at the start"),
+        "m_end": HParam(0.9, 0.9, 0.0, 1.0, "EMA momentum after the ramp"),
+        "m_ramp": HParam(0.2, 0.2, 0.0, 1.0, "fraction of training over which the momentum rises"),
+    }
+
+    def setup(self, classifier, task, clip):
+        super().setup(classifier, task, clip)
+        self.teacher = copy.deepcopy(classifier.clip).eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+
+    def momentum(self, step: int, total: int) -> float:
+        ramp = self.m_ramp * total
+        if ramp <= 0 or step >= ramp:
+            return self.m_end
+        return self.m_start + (self.m_end - self.m_start) * step / ramp
+
+    def loss(self, classifier, images, labels, step):
+        model = classifier.clip
+        img, txt, scale, flyp = self.contrastive(classifier, images, labels, step)
+        wv = visual_projection(model)
+        oc = orthogonality(wv)
+        x = cross_frobenius(wv, text_projection(model))
+        terms = {"clip": flyp, "orthogonality": oc, "cross": x}
+        loss = flyp + self.lambda_oc * oc + self.lambda_x * x
+        if step > 0:  # no distillation at step 0
+            with torch.no_grad():
+                t_img = encode_image(self.teacher, images)
+                t_txt = encode_text(self.teacher, self.captions(labels, step))
+                t_logits = self.teacher.logit_scale.exp() * t_img @ t_txt.t()
+            logits = scale * img @ txt.t()
+            sd = self_distillation(logits, logits.t(), t_logits, t_logits.t())
+            terms["self_distillation"] = sd
+            loss = loss + self.lambda_sd * sd
+        terms["loss"] = loss
+        return terms
+
+    def after_step(self, classifier, step, total_steps):
+        super().after_step(classifier, step, total_steps)
+        if (step + 1) % self.ema_every == 0:
+            m = self.momentum(step, total_steps)
+            with torch.no_grad():
+                student = classifier.clip.state_dict()
+                for k, t in self.teacher.state_dict().items():
+                    if t.is_floating_point():
+                        t.mul_(m).add_(student[k].detach(), alpha=1 - m)
+                    else:
+                        t.copy_(student[k])
+
+    def state_dict(self):
+        return {"teacher": {k: v.detach().cpu() for k, v in self.teacher.state_dict().items()}}
+
+    def load_state_dict(self, state):
+        self.teacher.load_state_dict(state["teacher"])

@@ -1,0 +1,50 @@
+"""FLYP: fine-tune like you pretrain, with the contrastive loss on class captions."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..losses import clip_loss
+from ..zeroshot import zeroshot_head
+from ._common import CaptionBank, encode_image, encode_text, step_generator
+from .base import Method
+
+
+class FLYP(Method):
+    name = "flyp"
+    summary = "contrastive loss between images and '<template> <class>' captions; both towers trained"
+    trains_text = True
+
+    def setup(self, classifier, task, clip):
+        self.tokenizer, self.classnames, self.templates = clip.tokenizer, task.classnames, task.templates
+        self.bank = CaptionBank.from_templates(clip.tokenizer, task.classnames, task.templates)
+        self.seed = getattr(getattr(self, "config", None), "seed", 0)
+
+    def parameters(self, classifier):
+        # every CLIP parameter (logit_scale too); the head is rebuilt from the text tower
+        return list(classifier.clip.parameters())
+
+    def captions(self, labels, step):
+        return self.bank.sample(labels, step_generator(self.seed, step))
+
+    def contrastive(self, classifier, images, labels, step):
+        model = classifier.clip
+        img = encode_image(model, images)
+        txt = encode_text(model, self.captions(labels, step))
+        scale = model.logit_scale.exp()
+        return img, txt, scale, clip_loss(img, txt, scale)
+
+    def loss(self, classifier, images, labels, step):
+        *_, loss = self.contrastive(classifier, images, labels, step)
+        return {"loss": loss, "clip": loss}
+
+    def after_step(self, classifier, step, total_steps):
+        with torch.no_grad():
+            classifier.clip.logit_scale.clamp_(0, math.log(100))
+
+    def refresh_head(self, classifier):
+        with torch.no_grad():
+            head = zeroshot_head(classifier.clip, self.tokenizer, self.classnames, self.templates)
+            classifier.head.data.copy_(head.to(classifier.head.device))
+            classifier.scale.fill_(classifier.clip.logit_scale.exp().item())

@@ -1,0 +1,20 @@
+"""L2-SP: FT plus a pull towards the pretrained weights."""
+import torch.nn.functional as F
+
+from ..losses import l2sp
+from .base import HParam, Method
+
+
+class L2SP(Method):
+    name = "l2-sp"
+    summary = "cross-entropy + (alpha/2) * ||theta - theta0||^2 over every trained tensor"
+    hparams = {"alpha": HParam(0.1, None, 0.0, None, "weight of the pull to theta0 (paper: a grid 1e-4..1e-1)")}
+
+    def setup(self, classifier, task, clip):
+        self._params = self.parameters(classifier)
+        self._params0 = [p.detach().clone() for p in self._params]
+
+    def loss(self, classifier, images, labels, step):
+        ce = F.cross_entropy(classifier(images), labels)
+        reg = l2sp(self._params, self._params0)  # 0.5 * sum ||theta - theta0||^2
+        return {"loss": ce + self.alpha * reg, "ce": ce, "l2sp": reg}

@@ -1,0 +1,35 @@
+"""Lipsum-FT: FT plus a penalty on the change of image-text energies on random texts."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..losses import lipsum_regularizer
+from ._common import encode_text, random_texts, step_generator
+from .base import HParam, Method
+
+
+class LipsumFT(Method):
+    name = "lipsum-ft"
+    summary = "cross-entropy + lambda * energy gap to theta0 on M fresh random texts per step"
+    hparams = {
+        "lam": HParam(1.0, 1.0, 0.0, None, "weight of the energy-gap regulariser"),
+        "m": HParam(80, 80, 1, 4096, "random texts per step"),
+        "length": HParam(8, 8, 1, 64, "tokens per random text"),
+    }
+
+    def setup(self, classifier, task, clip):
+        self.ref = classifier.frozen_copy()            # theta0: image tower and text tower
+        self.scale = clip.model.logit_scale.exp().item()  # the pretrained model's s, inside the square
+        self.tokenizer = clip.tokenizer
+        self.seed = getattr(getattr(self, "config", None), "seed", 0)
+
+    def loss(self, classifier, images, labels, step):
+        feats = classifier.features(images)
+        ce = F.cross_entropy(classifier.logits_from_features(feats), labels)
+        tokens = random_texts(self.tokenizer, self.m, self.length, step_generator(self.seed, step))
+        with torch.no_grad():  # one frozen image forward and one frozen text forward per step
+            feats0 = self.ref.features(images)
+            text = encode_text(self.ref.clip, tokens)
+        reg = lipsum_regularizer(feats, feats0, text, self.scale)
+        return {"loss": ce + self.lam * reg, "ce": ce, "lipsum": reg}

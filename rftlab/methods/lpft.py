@@ -1,0 +1,22 @@
+"""LP-FT: a linear probe first, then full fine-tuning from the probed head."""
+from ..evaluation import encode_split
+from .base import HParam
+from .ft import FT
+from .lp import fit_linear_probe
+
+
+class LPFT(FT):
+    name = "lp-ft"
+    summary = "LP to convergence, then FT from the LP head (less feature distortion)"
+    hparams = {
+        "lp_weight_decay": HParam(1e-4, None, 0.0, None, "L2 penalty of the LP stage"),
+        "lp_iters": HParam(100, None, 1, 10_000, "L-BFGS iterations of the LP stage"),
+    }
+
+    def run(self, trainer):
+        if trainer.step_count == 0:  # a resumed run already has its probed head
+            feats = encode_split(trainer.classifier, trainer.task.train, trainer.clip.preprocess)
+            hist = fit_linear_probe(trainer.classifier, feats, trainer.task.train.labels,
+                                    self.lp_weight_decay, self.lp_iters)
+            trainer.history.append({"step": 0, "lp_loss": hist[-1]["loss"]})
+        return None  # then the ordinary FT loop

@@ -1,0 +1,58 @@
+"""StarFT: FLYP plus a KL that keeps the zero-shot model's view of spuriosity-injected captions."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..losses import clip_loss, spurious_alignment_kl
+from ._common import CaptionBank, encode_image, encode_text, step_generator
+from .base import HParam
+from .flyp import FLYP
+
+
+class StarFT(FLYP):
+    name = "starft"
+    summary = "FLYP + lambda_e * KL(theta0 || theta) on captions with injected spurious phrases"
+    hparams = {
+        "lam": HParam(0.5, 0.5, 0.0, None, "initial weight of the KL; decays linearly over epochs"),
+        "caption": HParam("a photo of a {}", "a photo of a {}.", None, None, "the class caption"),
+    }
+
+    def setup(self, classifier, task, clip):
+        super().setup(classifier, task, clip)
+        if "{}" not in self.caption:
+            raise ValueError(f"caption {self.caption!r} needs '{{}}' where the class name goes")
+        from ..world.captions import spurious_phrases
+        self.phrases = task.info.get("spurious_phrases") or spurious_phrases()
+        self.bank = CaptionBank.from_templates(clip.tokenizer, task.classnames, [self.caption])
+        self.spurious = CaptionBank(clip.tokenizer, [[self.caption.format(p.format(c)) for p in self.phrases]
+                                                     for c in task.classnames])
+        self.teacher = classifier.frozen_copy().clip
+        self.s0 = self.teacher.logit_scale.exp().item()
+        cfg = getattr(self, "config", None)
+        self.steps_per_epoch = max(1, len(task.train) // cfg.batch_size) if cfg else 1
+
+    def weight(self, step: int, total_steps: int) -> float:
+        """lambda_e = lambda * (1 - (e + 1) / E) for epoch e of E."""
+        epochs = max(1, math.ceil(total_steps / self.steps_per_epoch))
+        e = min(step // self.steps_per_epoch, epochs - 1)
+        return self.lam * (1 - (e + 1) / epochs)
+
+    def loss(self, classifier, images, labels, step):
+        model = classifier.clip
+        g = step_generator(self.seed, step)
+        caps = self.bank.sample(labels, g)
+        spur = self.spurious.sample(labels, g)
+        img = encode_image(model, images)
+        txt, stxt = encode_text(model, torch.cat([caps, spur])).split(len(labels))
+        flyp = clip_loss(img, txt, model.logit_scale.exp())
+        with torch.no_grad():
+            t_img = encode_image(self.teacher, images)
+            t_stxt = encode_text(self.teacher, spur)
+        z = self.s0 * img @ stxt.t()
+        z0 = self.s0 * t_img @ t_stxt.t()
+        kl = spurious_alignment_kl(z, z0, labels)
+        total = getattr(getattr(self, "config", None), "steps", 1)
+        lam = self.weight(step, total)
+        return {"loss": flyp + lam * kl, "clip": flyp, "spurious_kl": kl, "lambda_e": torch.tensor(lam)}
