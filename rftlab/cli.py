@@ -108,6 +108,24 @@ def cmd_phenomena(a) -> int:
     return 0
 
 
+def cmd_compare(a) -> int:
+    from .compare import compare, header, markdown_table
+    from .methods import METHODS
+    from .models.factory import load_model
+    from .world.tasks import load_task
+    clip = load_model(a.model, a.pretrained)
+    task = load_task(a.task)
+    methods = list(METHODS) if a.methods == "all" else a.methods.split(",")
+    print(header(), flush=True)
+    rows = compare(clip, task, methods, seeds=tuple(range(a.seeds)), log=lambda m: print(m, flush=True))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    if a.markdown:
+        print(markdown_table(rows))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rftlab", description="Robust fine-tuning of CLIP, hands on.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -149,6 +167,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=None, help="folder for the checkpoint")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_finetune)
+
+    s = sub.add_parser("compare", help="train and evaluate methods over seeds; a table and JSON rows")
+    s.add_argument("--task", required=True, help="spurious or shift")
+    s.add_argument("--methods", default="all", help="all, or a comma-separated list")
+    s.add_argument("--seeds", type=int, default=3)
+    s.add_argument("--model", default="rftlab-world")
+    s.add_argument("--pretrained", default=None)
+    s.add_argument("--json", default=None, help="write the rows here")
+    s.add_argument("--markdown", action="store_true", help="also print a markdown table")
+    s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("phenomena", help="measure what fine-tuning does to robustness on the world")
     s.add_argument("--model", default="rftlab-world")

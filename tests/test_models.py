@@ -109,10 +109,17 @@ def test_pretrained_tag_without_network_fails_fast(monkeypatch, tmp_path):
     monkeypatch.setattr("rftlab.models._load._online", lambda: False)
     monkeypatch.setattr("rftlab.models._load._cached_tag_file", lambda n, t: (None, "hf repo X, file Y"))
     t0 = time.time()
-    with pytest.raises(WeightsNotFoundError, match="Looked for: hf repo X.*pretrained='/path/to/file'") as err:
+    with pytest.raises(WeightsNotFoundError, match="(?s)Looked for: hf repo X.*pretrained='/path/to/file'") as err:
         rftlab.load_model("ViT-B-32", pretrained="openai")
     assert time.time() - t0 < 10
     assert "local-dir:" in str(err.value)
+
+
+def test_cache_lookup_names_the_repository_and_file():
+    from rftlab.models._load import _cached_tag_file
+    path, where = _cached_tag_file("ViT-B-32", "openai")
+    assert path is None or path.endswith((".bin", ".safetensors", ".pt"))
+    assert "Hugging Face repo" in where or "cache" in where
 
 
 def test_real_network_probe_answers_quickly():

@@ -60,7 +60,9 @@ for c in captions(f["shape"], f["color"], f["background"], f["style"], seed=4):
 
 In the `spurious` task each class sits on its "own" kind of background (land or water) 95% of the time
 in the training set, while validation and test sets are balanced over the four class × place groups.
-A zero-shot model never saw that correlation, so it should do about equally well on every group."""),
+As the birds of Waterbirds, the objects are far away (small), so the shape is sometimes hard to read
+while the background never is. A zero-shot model never saw the correlation, so it should do about equally
+well on every group."""),
     new_code_cell('''\
 spurious = rftlab.load_task("spurious")
 print(spurious.summary())
@@ -84,7 +86,8 @@ fig.update_layout(barmode="group", yaxis_title="test accuracy", yaxis_range=[0, 
 fig.show()
 print(f"worst-group accuracy: zero-shot {zs_sp['worst_group_acc']:.3f} -> fine-tuned {ft_sp_m['worst_group_acc']:.3f}")
 print(f"average accuracy:     zero-shot {zs_sp['avg_acc']:.3f} -> fine-tuned {ft_sp_m['avg_acc']:.3f}")
-assert ft_sp.step == STEPS and 0 <= ft_sp_m["worst_group_acc"] <= 1'''),
+assert ft_sp.step == STEPS
+assert ft_sp_m["worst_group_acc"] < zs_sp["worst_group_acc"]  # the phenomenon this section shows'''),
     new_markdown_cell("""\
 The groups where the class sits on the *other* class's usual background are the ones that suffer:
 the fine-tuned model leans on the background. The printout above gives the numbers of this run."""),
@@ -92,7 +95,9 @@ the fine-tuned model leans on the background. The printout above gives the numbe
 ## Distribution shift and WiSE-FT
 
 In the `shift` task (DomainNet-like) the training set holds photos only; the test sets are photos (ID)
-and sketches, cartoons and paintings (OOD). WiSE-FT mixes the weights of the zero-shot model θ0 and the
+and sketches, cartoons and paintings (OOD). Objects appear turned by up to 90°; the zero-shot model was
+pretrained on nearly upright objects, so it under-uses what it sees, and labelled examples can teach it:
+this is where fine-tuning earns its ID gains, as on real downstream sets. WiSE-FT mixes the weights of the zero-shot model θ0 and the
 fine-tuned model θ: θα = (1 − α)·θ0 + α·θ. Sweeping α traces a curve from zero-shot (α = 0) to
 fine-tuned (α = 1), with no retraining."""),
     new_code_cell('''\
@@ -111,7 +116,8 @@ fig.show()
 for r in curve:
     print(f"alpha {r['alpha']:.2f}: ID {r['id_acc']:.3f}  mean OOD {r['mean_ood_acc']:.3f}  " +
           "  ".join(f"{k} {v:.3f}" for k, v in r["ood_acc"].items()))
-assert curve[0]["id_acc"] == rftlab.evaluate(zs_shift, shift, clip.preprocess)["id_acc"]  # alpha 0 is zero-shot'''),
+assert curve[0]["id_acc"] == rftlab.evaluate(zs_shift, shift, clip.preprocess)["id_acc"]  # alpha 0 is zero-shot
+assert curve[-1]["id_acc"] > curve[0]["id_acc"]  # fine-tuning raises ID accuracy'''),
     new_markdown_cell("""\
 Read the curve from left to right: fine-tuning moves ID accuracy up; the OOD axis shows how much of
 that carries over to styles the fine-tuning set never showed. Points of the curve above the straight

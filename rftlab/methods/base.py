@@ -36,6 +36,8 @@ class Method:
     hparams: dict[str, HParam] = {}
     trains_text: bool = False   # FLYP-style methods train the text tower too
     trainable: bool = True      # False for methods that need no gradient steps (zero-shot)
+    world_recipe: dict = {}     # TrainConfig overrides for the embedded world (CPU, about a minute)
+    paper_recipe: dict = {}     # the published recipe (ImageNet, ViT-B/16), for real models
 
     def __init__(self, **kwargs):
         unknown = set(kwargs) - set(self.hparams)

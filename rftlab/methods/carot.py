@@ -13,6 +13,7 @@ from .flyp import FLYP
 
 class CaRot(FLYP):
     name = "carot"
+    paper_recipe = {"lr": 1e-5, "weight_decay": 0.1, "batch_size": 512, "epochs": 10, "warmup_steps": 500}  # ImageNet, ViT-B/16
     summary = "FLYP + ||Wv^T Wv - I|| + ||Wv Wt^T|| + self-distillation from an EMA teacher"
     hparams = {
         "lambda_oc": HParam(0.2, 0.2, 0.0, None, "weight of the orthogonality term"),

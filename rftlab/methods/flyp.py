@@ -13,6 +13,7 @@ from .base import Method
 
 class FLYP(Method):
     name = "flyp"
+    paper_recipe = {"lr": 1e-5, "weight_decay": 0.1, "batch_size": 512, "epochs": 10, "warmup_steps": 500}  # ImageNet, ViT-B/16
     summary = "contrastive loss between images and '<template> <class>' captions; both towers trained"
     trains_text = True
 

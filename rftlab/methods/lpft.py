@@ -7,6 +7,7 @@ from .lp import fit_linear_probe
 
 class LPFT(FT):
     name = "lp-ft"
+    paper_recipe = {"lr": 1e-5, "weight_decay": 0.1, "batch_size": 512, "epochs": 10, "warmup_steps": 500, "grad_clip": 1.0}  # ImageNet, ViT-B/16
     summary = "LP to convergence, then FT from the LP head (less feature distortion)"
     hparams = {
         "lp_weight_decay": HParam(1e-4, None, 0.0, None, "L2 penalty of the LP stage"),
