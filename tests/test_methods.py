@@ -59,3 +59,50 @@ def test_every_method_runs_a_few_steps(name, random_clip, tiny_task):
             assert torch.equal(state[k], now[k]), f"{name}: frozen {ref_name} changed at {k}"
     metrics = rftlab.evaluate(result.classifier, tiny_task, clip.preprocess)
     assert 0 <= metrics["id_acc"] <= 1 and metrics["worst_group_acc"] is not None
+
+
+def test_soups_refuse_ingredients_of_different_architectures():
+    from rftlab.methods import average_state_dicts
+    a = {"w": torch.ones(2), "n": torch.tensor(1)}
+    avg = average_state_dicts([a, {"w": torch.zeros(2), "n": torch.tensor(3)}])
+    assert torch.equal(avg["w"], torch.full((2,), 0.5)) and avg["n"].item() == 1
+    with pytest.raises(ValueError, match="different architectures"):
+        average_state_dicts([a, {"w": torch.ones(3), "n": torch.tensor(1)}])
+    with pytest.raises(ValueError, match="at least one"):
+        average_state_dicts([])
+
+
+def test_caption_methods_need_class_names(random_clip):
+    from rftlab.methods._common import CaptionBank
+    with pytest.raises(ValueError, match="class names"):
+        CaptionBank.from_templates(random_clip.tokenizer, [], ["a photo of a {}"])
+    with pytest.raises(ValueError, match="'{}'"):
+        rftlab.Trainer("starft", copy.copy(random_clip), rftlab.make_task(
+            "t2", ("circle", "ring"), None, n_train=8, n_val=4, n_test=4), rftlab.TrainConfig(steps=1, progress=False),
+            caption="a photo")
+
+
+def test_carot_ema_schedule_and_teacher_update(random_clip, tiny_task):
+    clip = copy.copy(random_clip)
+    clip.model = copy.deepcopy(random_clip.model)
+    cfg = rftlab.TrainConfig(steps=10, batch_size=8, eval_every=0, progress=False)
+    tr = rftlab.Trainer("carot", clip, tiny_task, cfg, ema_every=5, m_ramp=0.5)
+    m = tr.method
+    assert m.momentum(0, 10) == pytest.approx(0.05) and m.momentum(5, 10) == pytest.approx(0.9)
+    assert m.momentum(2, 10) == pytest.approx(0.05 + 0.85 * 2 / 5)
+    t0 = {k: v.clone() for k, v in m.teacher.state_dict().items()}
+    for _ in range(4):
+        tr.step()
+    assert all(torch.equal(t0[k], v) for k, v in m.teacher.state_dict().items())  # no update before step 5
+    tr.step()
+    assert any(not torch.equal(t0[k], v) for k, v in m.teacher.state_dict().items())
+    assert "self_distillation" in tr.history[-1] and "self_distillation" not in tr.history[0]
+
+
+def test_starft_lambda_decays_linearly_over_epochs(random_clip, tiny_task):
+    clip = copy.copy(random_clip)
+    clip.model = copy.deepcopy(random_clip.model)
+    cfg = rftlab.TrainConfig(steps=24, batch_size=8, eval_every=0, progress=False)  # 48 images: 6 steps an epoch
+    m = rftlab.Trainer("starft", clip, tiny_task, cfg).method
+    assert m.steps_per_epoch == 6
+    assert [m.weight(s, 24) for s in (0, 6, 12, 18)] == pytest.approx([0.5 * 0.75, 0.5 * 0.5, 0.5 * 0.25, 0.0])
