@@ -1,122 +1,160 @@
-"""Step time of every method relative to FT, measured side by side in one run, and peak memory.
+"""Step time of every method relative to FT, measured side by side in one run.
 
-    .venv/bin/python benchmarks/method_speed.py [--steps 20] [--batch 64] [--threads 2]
+    .venv/bin/python benchmarks/method_speed.py [--rounds 7] [--steps 3] [--batch 64] [--threads 2]
 
-For each method the unavoidable extra work is timed on its own (the frozen forwards of
-theta0 or the teacher), and the target is: method time <= 1.10 x (FT time + that extra),
-or for FLYP-based methods (FLYP time + their extra). Also: LP through features encoded once
-versus re-encoding every epoch. Peak memory is the process's resident-set growth per method
-(each method runs in its own subprocess). Run on an otherwise idle machine.
+All trainers live in one process and are timed round-robin (a few steps of each method, then
+the next, repeated), so drifts in this machine's speed hit every method alike; the median step
+time per method is reported. For each method the work it cannot avoid beyond FT is timed on
+its own with the same batch, and the target is: method time <= 1.10 x (FT time + that work).
+
+Memory: the peak of torch's CUDA allocator when run on a GPU; on the CPU, the size of the extra
+state each method keeps (frozen copies, teachers, snapshots), which is what it adds to FT.
+LP: features encoded once versus re-encoded for every L-BFGS iteration (LP's epoch).
+Run on an otherwise idle machine.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import resource
-import subprocess
-import sys
+import statistics
 import time
 
 import torch
+import torch.nn.functional as F
 
-SETUP = {"lipsum-ft": "frozen image forward + M random texts through the text tower",
-         "car-ft": "frozen image forward",
-         "carot": "FLYP + teacher image and caption forwards",
-         "starft": "FLYP + injected captions (student) + teacher image and caption forwards"}
+UNAVOIDABLE = {
+    "l2-sp": "sum of squared distances to theta0 over every trained tensor, and its gradient",
+    "lipsum-ft": "frozen image forward + M random texts through the frozen text tower",
+    "car-ft": "frozen image forward",
+    "flyp": "captions through the text tower, forward and backward",
+    "carot": "FLYP's captions + teacher image and caption forwards",
+    "starft": "FLYP's captions + injected captions (forward and backward) + teacher image and caption forwards",
+}
 
 
-def time_method(name: str, steps: int, batch: int) -> dict:
-    import rftlab
+def _timed(fn, reps: int = 7) -> float:
+    fn()
+    out = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return statistics.median(out)
+
+
+def _state_mb(method) -> float:
+    total = 0
+    for name in ("ref", "teacher"):
+        obj = getattr(method, name, None)
+        if obj is not None:
+            total += sum(t.numel() * t.element_size() for t in obj.state_dict().values())
+    for t in getattr(method, "_params0", None) or []:
+        total += t.numel() * t.element_size()
+    for t in (getattr(method, "theta0", None) or {}).values():
+        total += t.numel() * t.element_size()
+    return total / 2 ** 20
+
+
+def extra_work(name, trainer, images, labels) -> float:
+    """Seconds of the work ``name`` cannot avoid beyond FT, on this batch."""
+    from rftlab.losses import l2sp
     from rftlab.methods._common import encode_image, encode_text, random_texts, step_generator
-    clip = rftlab.load_model()
-    task = rftlab.load_task("shift")
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    cfg = rftlab.TrainConfig(steps=steps + 3, batch_size=batch, eval_every=0, progress=False)
-    tr = rftlab.Trainer(name, clip, task, cfg)
-    for _ in range(3):
-        tr.step()  # warm-up
-    t = time.perf_counter()
-    for _ in range(steps):
-        tr.step()
-    per_step = (time.perf_counter() - t) / steps
-    out = {"method": name, "step_s": per_step,
-           "peak_rss_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024}
-    # the unavoidable extra work, timed alone on the same batch
-    images, labels, _ = next(tr._batches())
-    m = tr.method
-    extra = None
+    m, clf = trainer.method, trainer.classifier
+    if name == "l2-sp":
+        def f():
+            reg = l2sp(m._params, m._params0)
+            reg.backward()
+        return _timed(f)
     with torch.no_grad():
-        def timed(fn, reps=5):
-            fn()
-            t0 = time.perf_counter()
-            for _ in range(reps):
-                fn()
-            return (time.perf_counter() - t0) / reps
         if name == "lipsum-ft":
-            extra = timed(lambda: (m.ref.features(images),
-                                   encode_text(m.ref.clip, random_texts(m.tokenizer, m.m, m.length, step_generator(0, 1)))))
-        elif name == "car-ft":
-            extra = timed(lambda: m.ref.features(images))
-        elif name == "carot":
-            extra = timed(lambda: (encode_image(m.teacher, images), encode_text(m.teacher, m.captions(labels, 1))))
-        elif name == "starft":
-            extra = timed(lambda: (encode_image(m.teacher, images), encode_text(m.teacher, m.spurious.sample(labels, step_generator(0, 1)))))
-    out["extra_s"] = extra
-    return out
+            return _timed(lambda: (m.ref.features(images), encode_text(
+                m.ref.clip, random_texts(m.tokenizer, m.m, m.length, step_generator(0, 1)))))
+        if name == "car-ft":
+            return _timed(lambda: m.ref.features(images))
+
+    def captions_fb(tokens):
+        def f():
+            encode_text(clf.clip, tokens).sum().backward()
+        return f
+    caps = m.captions(labels, 1) if hasattr(m, "captions") else None
+    if name == "flyp":
+        return _timed(captions_fb(caps))
+    with torch.no_grad():
+        teacher_img = _timed(lambda: encode_image(m.teacher, images))
+    if name == "carot":
+        with torch.no_grad():
+            t_txt = _timed(lambda: encode_text(m.teacher, caps))
+        return _timed(captions_fb(caps)) + teacher_img + t_txt
+    if name == "starft":
+        spur = m.spurious.sample(labels, step_generator(0, 1))
+        with torch.no_grad():
+            t_txt = _timed(lambda: encode_text(m.teacher, spur))
+        return _timed(captions_fb(torch.cat([caps, spur]))) + teacher_img + t_txt
+    return 0.0
 
 
-def lp_cache_ratio() -> dict:
+def lp_cache_ratio(clip, task, iters: int = 100) -> tuple[float, float]:
     import rftlab
     from rftlab.evaluation import encode_split
     from rftlab.methods.lp import fit_linear_probe
-    clip = rftlab.load_model()
-    task = rftlab.load_task("shift")
     clf = rftlab.ClipClassifier.zeroshot(clip, task.classnames, task.templates)
-    epochs = 10
     t = time.perf_counter()
     feats = encode_split(clf, task.train, clip.preprocess)
-    for _ in range(epochs):
-        fit_linear_probe(clf, feats, task.train.labels, 1e-4, 5)
+    fit_linear_probe(clf, feats, task.train.labels, 1e-4, iters)
     cached = time.perf_counter() - t
+    clf = rftlab.ClipClassifier.zeroshot(clip, task.classnames, task.templates)
     t = time.perf_counter()
-    for _ in range(epochs):
+    for _ in range(iters):
         f = encode_split(clf, task.train, clip.preprocess)
-        fit_linear_probe(clf, f, task.train.labels, 1e-4, 5)
-    reencode = time.perf_counter() - t
-    return {"lp_cached_s": cached, "lp_reencode_s": reencode, "ratio": reencode / cached}
+        fit_linear_probe(clf, f, task.train.labels, 1e-4, 1)
+    return cached, time.perf_counter() - t
 
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--steps", type=int, default=3, help="steps per method per round")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--one", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    if a.one:
-        print(json.dumps(time_method(a.one, a.steps, a.batch)))
-        return
+    import copy
+
     import rftlab
-    names = [n for n, c in rftlab.METHODS.items() if c.trainable and not n.startswith(("soup", "lp"))] + ["lp-ft"]
-    results = {}
-    for n in dict.fromkeys(["ft", "flyp", *names]):
-        out = subprocess.run([sys.executable, __file__, "--one", n, "--steps", str(a.steps), "--batch",
-                              str(a.batch), "--threads", str(a.threads)], capture_output=True, text=True, check=True)
-        results[n] = json.loads(out.stdout.strip().splitlines()[-1])
-    ft, flyp = results["ft"]["step_s"], results["flyp"]["step_s"]
-    print(f"batch {a.batch}, {a.steps} timed steps, {a.threads} threads, torch {torch.__version__}")
-    print(f"{'method':<12}{'step ms':>10}{'x FT':>8}{'target x':>10}{'ok':>5}{'peak MB':>10}  unavoidable extra")
-    for n, r in results.items():
-        base = flyp if n in ("carot", "starft") else ft
-        target = (base + (r["extra_s"] or 0)) / ft
-        ratio = r["step_s"] / ft
-        ok = ratio <= 1.10 * target
-        print(f"{n:<12}{1000 * r['step_s']:>10.1f}{ratio:>8.2f}{target:>10.2f}{'yes' if ok else 'NO':>5}"
-              f"{r['peak_rss_mb']:>10.0f}  {SETUP.get(n, '')}")
-    lp = lp_cache_ratio()
-    print(f"LP, 10 epochs: features encoded once {lp['lp_cached_s']:.2f}s vs re-encoded each epoch "
-          f"{lp['lp_reencode_s']:.2f}s: {lp['ratio']:.1f}x faster (target >= 20x)")
+    clip = rftlab.load_model()
+    task = rftlab.load_task("shift")
+    names = ["ft", "lp-ft", "wise-ft", "l2-sp", "lipsum-ft", "car-ft", "flyp", "carot", "starft"]
+    trainers = {}
+    for n in names:
+        c = copy.copy(clip)
+        c.model = copy.deepcopy(clip.model)
+        cfg = rftlab.TrainConfig(steps=10_000, batch_size=a.batch, eval_every=0, progress=False)
+        trainers[n] = rftlab.Trainer(n, c, task, cfg)
+        trainers[n].step()  # warm-up
+    times = {n: [] for n in names}
+    for _ in range(a.rounds):
+        for n, tr in trainers.items():
+            t = time.perf_counter()
+            for _ in range(a.steps):
+                tr.step()
+            times[n].append((time.perf_counter() - t) / a.steps)
+    step = {n: statistics.median(v) for n, v in times.items()}
+    images, labels, _ = next(trainers["ft"]._batches())
+    ft = step["ft"]
+    print(f"batch {a.batch}, {a.rounds} rounds x {a.steps} steps per method, {a.threads} threads, "
+          f"torch {torch.__version__}, device {trainers['ft'].device}")
+    print(f"{'method':<11}{'step ms':>9}{'x FT':>7}{'target':>8}{'ok':>5}{'extra MB':>10}  work it cannot avoid beyond FT")
+    for n in names:
+        extra = extra_work(n, trainers[n], images, labels) if n in UNAVOIDABLE else 0.0
+        target = (ft + extra) / ft
+        ratio = step[n] / ft
+        ok = "yes" if ratio <= 1.10 * target else "NO"
+        print(f"{n:<11}{1000 * step[n]:>9.1f}{ratio:>7.2f}{target:>8.2f}{ok:>5}{_state_mb(trainers[n].method):>10.1f}"
+              f"  {UNAVOIDABLE.get(n, 'none')}")
+    if torch.cuda.is_available():
+        print(f"peak CUDA memory: {torch.cuda.max_memory_allocated() / 2 ** 20:.0f} MB")
+    cached, reencode = lp_cache_ratio(clip, task)
+    print(f"LP, 100 L-BFGS iterations: features encoded once {cached:.2f}s, re-encoded every iteration "
+          f"{reencode:.2f}s: {reencode / cached:.1f}x faster (target >= 20x)")
 
 
 if __name__ == "__main__":

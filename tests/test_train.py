@@ -43,16 +43,17 @@ def test_finetune_leaves_the_given_model_untouched(clip, small_spurious):
     assert all(torch.equal(before[k], v) for k, v in clip.model.state_dict().items())
 
 
-def test_resume_equals_an_uninterrupted_run(clip, small_spurious, tmp_path):
-    full = rftlab.Trainer("ft", _fresh(clip), small_spurious, _cfg()).fit()
+@pytest.mark.parametrize("method, hp", [("ft", {}), ("carot", {"ema_every": 2}), ("starft", {}), ("lipsum-ft", {})])
+def test_resume_equals_an_uninterrupted_run(method, hp, clip, small_spurious, tmp_path):
+    full = rftlab.Trainer(method, _fresh(clip), small_spurious, _cfg(), **hp).fit()
     def stop_at_three(event, info):
         if event == "step" and info["step"] == 3:
             raise KeyboardInterrupt
-    first = rftlab.Trainer("ft", _fresh(clip), small_spurious, _cfg(checkpoint_dir=str(tmp_path)),
-                           callbacks=[stop_at_three])
+    first = rftlab.Trainer(method, _fresh(clip), small_spurious, _cfg(checkpoint_dir=str(tmp_path)),
+                           callbacks=[stop_at_three], **hp)
     with pytest.warns(UserWarning, match="interrupted"):
         first.fit()  # an interrupted run still writes its checkpoint
-    second = rftlab.Trainer("ft", _fresh(clip), small_spurious, _cfg())
+    second = rftlab.Trainer(method, _fresh(clip), small_spurious, _cfg(), **hp)
     res = second.fit(resume=tmp_path / "last.pt")
     a, b = full.classifier.state_dict(), res.classifier.state_dict()
     for k in a:

@@ -1,0 +1,34 @@
+"""rftlab compare: rows of mean and spread over seeds, table and JSON."""
+import json
+
+import pytest
+
+import rftlab
+from rftlab.compare import compare, markdown_table
+
+
+def test_compare_rows_have_mean_and_std(clip, small_shift):
+    rows = compare(clip, small_shift, ["zeroshot", "lp"], seeds=(0, 1), log=lambda m: None)
+    assert [r["method"] for r in rows] == ["zeroshot", "lp"]
+    for r in rows:
+        for key in ("id_acc", "mean_ood_acc", "avg_acc", "ece", "nll", "ood_acc/sketch"):
+            assert set(r[key]) == {"mean", "std"} and 0 <= r[key]["mean"] <= max(1, r[key]["mean"])
+    assert rows[0]["id_acc"]["std"] == 0.0  # zero-shot does not depend on the seed
+    table = markdown_table(rows)
+    assert table.count("\n") == 3 and "| lp |" in table
+
+
+def test_compare_cli_writes_json(tmp_path, capsys, monkeypatch):
+    from rftlab.cli import main
+    small = rftlab.make_task("spurious", ("square", "cross"), 0.95, n_train=64, n_val=32, n_test=32)
+    monkeypatch.setattr("rftlab.world.tasks.load_task", lambda name, **kw: small)
+    out = tmp_path / "rows.json"
+    assert main(["compare", "--task", "spurious", "--methods", "zeroshot", "--seeds", "1", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert rows[0]["method"] == "zeroshot" and "worst_group_acc" in rows[0]
+    assert "zeroshot" in capsys.readouterr().out
+
+
+def test_compare_rejects_unknown_methods(clip, small_shift):
+    with pytest.raises(ValueError, match="registered methods"):
+        compare(clip, small_shift, ["ft", "magic"], seeds=(0,))
