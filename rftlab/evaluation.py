@@ -41,10 +41,7 @@ def evaluate(classifier, task: Task, transform: Callable, batch_size: int = 256,
 def evaluate_val(classifier, task: Task, transform: Callable, batch_size: int = 256) -> dict:
     """Accuracy (and worst-group accuracy where there are groups) on val: for model selection."""
     logits = predict(classifier, task.val, transform, batch_size)
-    right = (logits.argmax(1) == task.val.labels).float()
-    out = {"val_acc": right.mean().item()}
-    if task.group_names is not None and "group" in task.val.meta:
-        g = task.val.meta["group"]
-        accs = [right[g == k].mean().item() for k in range(len(task.group_names)) if (g == k).any()]
-        out["val_worst_group_acc"] = min(accs)
+    out = {"val_acc": (logits.argmax(1) == task.val.labels).float().mean().item()}
+    if task.has_groups and "group" in task.val.meta:
+        out["val_worst_group_acc"] = task.group_metrics(logits, split="val")["worst_group_acc"]
     return out
