@@ -59,10 +59,12 @@ class Split:
                 yield self.get(idx, transform), self.labels[idx], idx
             return
         per_epoch = max(1, n // batch_size)  # drop the last partial batch when shuffling
-        b = start
+        b, perm_epoch, perm = start, None, None
         while True:
             epoch, k = divmod(b, per_epoch)
-            perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+            if epoch != perm_epoch:
+                perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+                perm_epoch = epoch
             idx = perm[k * batch_size:(k + 1) * batch_size]
             yield self.get(idx, transform), self.labels[idx], idx
             b += 1

@@ -16,7 +16,7 @@ import torch
 from .classifier import ClipClassifier
 from .evaluation import evaluate
 from .methods import wise_ft
-from .train import TrainConfig, Trainer
+from .train import TrainConfig, finetune
 from .world.tasks import load_task
 
 ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
@@ -44,10 +44,8 @@ def measure(clip, seeds=(0, 1, 2), spurious_config: TrainConfig | None = None,
         zs = ClipClassifier.zeroshot(clip, task.classnames, task.templates)
         zs_metrics = evaluate(zs, task, clip.preprocess)
         for seed in seeds:
-            c = copy.copy(clip)
-            c.model = copy.deepcopy(clip.model)
             conf = dataclasses.replace(cfg, seed=seed, progress=False) if cfg else TrainConfig(seed=seed, progress=False)
-            res = Trainer("ft", c, task, conf).fit()
+            res = finetune("ft", clip, task, conf)
             row = {"seed": seed, "zeroshot": zs_metrics, "ft": evaluate(res.classifier, task, clip.preprocess)}
             if task_name == "shift":
                 row["wise"] = wise_sweep(zs, res.classifier, task, clip.preprocess)

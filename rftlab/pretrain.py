@@ -23,18 +23,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .losses import clip_loss
+from .train import lr_factor
 from .models.factory import DEFAULT_WEIGHTS, ClipModel, create_world_model, save_checkpoint
 from .world import SPACE, WORLD_TEMPLATES, factor_prompts, sample_world
 from .world.sample import PRETRAIN_SCALE
 from .zeroshot import prompt_head, zeroshot_head
 
 STAGES = ("supervised", "align", "joint")
-
-
-def _cosine(step: int, total: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
 @torch.no_grad()
@@ -92,7 +87,7 @@ def pretrain(steps=(1200, 600, 2400), batch_size: int = 256, lr=(2e-3, 1e-3, 5e-
         for p in params:
             p.requires_grad_(True)
         opt = torch.optim.AdamW(params, lr=base_lr, weight_decay=0.05)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine(s, n_steps, max(1, n_steps // 20)))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, n_steps, max(1, n_steps // 20)))
         for step in range(n_steps):
             images, f, caps = sample_world(batch_size, seed=seed * 1_000_003 + step_global * 7,
                                            with_captions=stage != "supervised", scale=PRETRAIN_SCALE)

@@ -39,6 +39,12 @@ class Method:
     world_recipe: dict = {}     # TrainConfig overrides for the embedded world (CPU, about a minute)
     paper_recipe: dict = {}     # the published recipe (ImageNet, ViT-B/16), for real models
 
+    config = None  # the TrainConfig, set by the Trainer before setup()
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed if self.config is not None else 0
+
     def __init__(self, **kwargs):
         unknown = set(kwargs) - set(self.hparams)
         if unknown:

@@ -39,7 +39,8 @@ class CaRot(FLYP):
 
     def loss(self, classifier, images, labels, step):
         model = classifier.clip
-        img, txt, scale, flyp = self.contrastive(classifier, images, labels, step)
+        caps = self.captions(labels, step)  # sampled once: the student and the teacher see the same captions
+        img, txt, scale, flyp = self.contrastive(classifier, images, caps)
         wv = visual_projection(model)
         oc = orthogonality(wv)
         x = cross_frobenius(wv, text_projection(model))
@@ -48,7 +49,7 @@ class CaRot(FLYP):
         if step > 0:  # no distillation at step 0
             with torch.no_grad():
                 t_img = encode_image(self.teacher, images)
-                t_txt = encode_text(self.teacher, self.captions(labels, step))
+                t_txt = encode_text(self.teacher, caps)
                 t_logits = self.teacher.logit_scale.exp() * t_img @ t_txt.t()
             logits = scale * img @ txt.t()
             sd = self_distillation(logits, logits.t(), t_logits, t_logits.t())

@@ -19,8 +19,11 @@ class FLYP(Method):
 
     def setup(self, classifier, task, clip):
         self.tokenizer, self.classnames, self.templates = clip.tokenizer, task.classnames, task.templates
-        self.bank = CaptionBank.from_templates(clip.tokenizer, task.classnames, task.templates)
-        self.seed = getattr(getattr(self, "config", None), "seed", 0)
+        self.bank = CaptionBank.from_templates(clip.tokenizer, task.classnames, self.caption_templates(task))
+
+    def caption_templates(self, task) -> list:
+        """Templates that turn a class name into a training caption."""
+        return task.templates
 
     def parameters(self, classifier):
         # every CLIP parameter (logit_scale too); the head is rebuilt from the text tower
@@ -29,15 +32,15 @@ class FLYP(Method):
     def captions(self, labels, step):
         return self.bank.sample(labels, step_generator(self.seed, step))
 
-    def contrastive(self, classifier, images, labels, step):
+    def contrastive(self, classifier, images, captions):
         model = classifier.clip
         img = encode_image(model, images)
-        txt = encode_text(model, self.captions(labels, step))
+        txt = encode_text(model, captions)
         scale = model.logit_scale.exp()
         return img, txt, scale, clip_loss(img, txt, scale)
 
     def loss(self, classifier, images, labels, step):
-        *_, loss = self.contrastive(classifier, images, labels, step)
+        *_, loss = self.contrastive(classifier, images, self.captions(labels, step))
         return {"loss": loss, "clip": loss}
 
     def after_step(self, classifier, step, total_steps):

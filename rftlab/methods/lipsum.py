@@ -23,7 +23,6 @@ class LipsumFT(Method):
         self.ref = classifier.frozen_copy()            # theta0: image tower and text tower
         self.scale = clip.model.logit_scale.exp().item()  # the pretrained model's s, inside the square
         self.tokenizer = clip.tokenizer
-        self.seed = getattr(getattr(self, "config", None), "seed", 0)
 
     def loss(self, classifier, images, labels, step):
         feats = classifier.features(images)

@@ -32,6 +32,12 @@ def fit_linear_probe(classifier, features: torch.Tensor, labels: torch.Tensor, w
     return history
 
 
+def probe_head(trainer, weight_decay: float, iters: int) -> list[dict]:
+    """Encode the training split once with the frozen tower, then fit the head on those features."""
+    feats = encode_split(trainer.classifier, trainer.task.train, trainer.clip.preprocess)
+    return fit_linear_probe(trainer.classifier, feats, trainer.task.train.labels, weight_decay, iters)
+
+
 class LP(Method):
     name = "lp"
     summary = "linear probe: the head alone, by L-BFGS on cached frozen features"
@@ -44,8 +50,7 @@ class LP(Method):
     def run(self, trainer):
         from ..train import TrainResult
         clf = trainer.classifier
-        feats = encode_split(clf, trainer.task.train, trainer.clip.preprocess)  # encoded once
-        hist = fit_linear_probe(clf, feats, trainer.task.train.labels, self.weight_decay, self.iters)
+        hist = probe_head(trainer, self.weight_decay, self.iters)
         trainer.history.extend(hist)
         trainer.validate()
         clf.eval()

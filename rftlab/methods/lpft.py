@@ -1,8 +1,7 @@
 """LP-FT: a linear probe first, then full fine-tuning from the probed head."""
-from ..evaluation import encode_split
 from .base import HParam
 from .ft import FT
-from .lp import fit_linear_probe
+from .lp import probe_head
 
 
 class LPFT(FT):
@@ -16,8 +15,6 @@ class LPFT(FT):
 
     def run(self, trainer):
         if trainer.step_count == 0:  # a resumed run already has its probed head
-            feats = encode_split(trainer.classifier, trainer.task.train, trainer.clip.preprocess)
-            hist = fit_linear_probe(trainer.classifier, feats, trainer.task.train.labels,
-                                    self.lp_weight_decay, self.lp_iters)
+            hist = probe_head(trainer, self.lp_weight_decay, self.lp_iters)
             trainer.history.append({"step": 0, "lp_loss": hist[-1]["loss"]})
         return None  # then the ordinary FT loop

@@ -35,16 +35,14 @@ class Soup(Method):
     greedy = False
 
     def run(self, trainer):
-        from ..train import Trainer, TrainResult
+        from ..train import TrainResult, finetune
         base = trainer.config
         n = self.ingredients
         lrs = [base.lr * self.lr_spread ** (2 * i / max(1, n - 1) - 1) for i in range(n)]
         runs = []
         for i, lr in enumerate(lrs):
-            clip = copy.copy(trainer.clip)
-            clip.model = copy.deepcopy(trainer.clip.model)
-            sub = Trainer("ft", clip, trainer.task, dataclasses.replace(base, seed=base.seed + i, lr=lr, progress=False))
-            res = sub.fit()
+            res = finetune("ft", trainer.clip, trainer.task,
+                           dataclasses.replace(base, seed=base.seed + i, lr=lr, progress=False))
             runs.append((evaluate_val(res.classifier, trainer.task, trainer.clip.preprocess)["val_acc"],
                          {k: v.detach().cpu() for k, v in res.classifier.state_dict().items()}))
             last_loss = next((h["loss"] for h in reversed(res.history) if "loss" in h), float("nan"))

@@ -22,17 +22,18 @@ class StarFT(FLYP):
 
     def setup(self, classifier, task, clip):
         super().setup(classifier, task, clip)
-        if "{}" not in self.caption:
-            raise ValueError(f"caption {self.caption!r} needs '{{}}' where the class name goes")
         from ..world.captions import spurious_phrases
         self.phrases = task.info.get("spurious_phrases") or spurious_phrases()
-        self.bank = CaptionBank.from_templates(clip.tokenizer, task.classnames, [self.caption])
         self.spurious = CaptionBank(clip.tokenizer, [[self.caption.format(p.format(c)) for p in self.phrases]
                                                      for c in task.classnames])
         self.teacher = classifier.frozen_copy().clip
         self.s0 = self.teacher.logit_scale.exp().item()
-        cfg = getattr(self, "config", None)
-        self.steps_per_epoch = max(1, len(task.train) // cfg.batch_size) if cfg else 1
+        self.steps_per_epoch = max(1, len(task.train) // self.config.batch_size) if self.config else 1
+
+    def caption_templates(self, task) -> list:
+        if "{}" not in self.caption:
+            raise ValueError(f"caption {self.caption!r} needs '{{}}' where the class name goes")
+        return [self.caption]
 
     def weight(self, step: int, total_steps: int) -> float:
         """lambda_e = lambda * (1 - (e + 1) / E) for epoch e of E."""
@@ -54,6 +55,6 @@ class StarFT(FLYP):
         z = self.s0 * img @ stxt.t()
         z0 = self.s0 * t_img @ t_stxt.t()
         kl = spurious_alignment_kl(z, z0, labels)
-        total = getattr(getattr(self, "config", None), "steps", 1)
+        total = self.config.steps if self.config else 1
         lam = self.weight(step, total)
         return {"loss": flyp + lam * kl, "clip": flyp, "spurious_kl": kl, "lambda_e": torch.tensor(lam)}

@@ -195,12 +195,9 @@ def save_local_dir(clip: ClipModel, folder: str | os.PathLike) -> Path:
     if model_cfg is None:
         raise ValueError(f"no open_clip config is registered for {clip.arch!r}")
     pre = clip.preprocess
-    mean = getattr(pre, "mean", None)
     cfg = {"model_cfg": model_cfg, "rftlab": {"arch": clip.arch, "vocabulary": getattr(clip.tokenizer, "words", None)}}
     if isinstance(pre, WorldTransform):
         cfg["preprocess_cfg"] = {"mean": pre.mean.flatten().tolist(), "std": pre.std.flatten().tolist()}
-    elif mean is not None:  # pragma: no cover - open_clip transforms keep mean/std inside Normalize
-        cfg["preprocess_cfg"] = {"mean": list(mean)}
     (folder / "open_clip_config.json").write_text(json.dumps(cfg, indent=1))
     state = {k: v.detach().cpu().contiguous() for k, v in clip.model.state_dict().items()}
     save_file(state, str(folder / "open_clip_model.safetensors"))
