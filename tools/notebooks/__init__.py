@@ -1,0 +1,1 @@
+"""Source cells of every generated notebook: one module per notebook (see tools/build_notebooks.py)."""
