@@ -25,9 +25,9 @@ UNAVOIDABLE = {
     "l2-sp": "sum of squared distances to theta0 over every trained tensor, and its gradient",
     "lipsum-ft": "frozen image forward + M random texts through the frozen text tower",
     "car-ft": "frozen image forward",
-    "flyp": "captions through the text tower, forward and backward",
-    "carot": "FLYP's captions + teacher image and caption forwards",
-    "starft": "FLYP's captions + injected captions (forward and backward) + teacher image and caption forwards",
+    "flyp": "captions through the text tower, forward and backward; AdamW and clipping over the text tower",
+    "carot": "FLYP's work + teacher image and caption forwards",
+    "starft": "FLYP's work + injected captions (forward and backward) + teacher image and caption forwards",
 }
 
 
@@ -75,20 +75,34 @@ def extra_work(name, trainer, images, labels) -> float:
         def f():
             encode_text(clf.clip, tokens).sum().backward()
         return f
+
+    def text_update() -> float:
+        """AdamW step and gradient clipping over the parameters FT does not train (text tower,
+        temperature): work every method that trains both towers must do each step."""
+        extra = [p for n, p in clf.clip.named_parameters() if not n.startswith("visual.")]
+        copies = [torch.nn.Parameter(p.detach().clone()) for p in extra]
+        for c in copies:
+            c.grad = torch.randn_like(c)
+        opt = torch.optim.AdamW(copies, lr=1e-9)
+
+        def f():
+            torch.nn.utils.clip_grad_norm_(copies, 1.0)
+            opt.step()
+        return _timed(f)
     caps = m.captions(labels, 1) if hasattr(m, "captions") else None
     if name == "flyp":
-        return _timed(captions_fb(caps))
+        return _timed(captions_fb(caps)) + text_update()
     with torch.no_grad():
         teacher_img = _timed(lambda: encode_image(m.teacher, images))
     if name == "carot":
         with torch.no_grad():
             t_txt = _timed(lambda: encode_text(m.teacher, caps))
-        return _timed(captions_fb(caps)) + teacher_img + t_txt
+        return _timed(captions_fb(caps)) + text_update() + teacher_img + t_txt
     if name == "starft":
         spur = m.spurious.sample(labels, step_generator(0, 1))
         with torch.no_grad():
             t_txt = _timed(lambda: encode_text(m.teacher, spur))
-        return _timed(captions_fb(torch.cat([caps, spur]))) + teacher_img + t_txt
+        return _timed(captions_fb(torch.cat([caps, spur]))) + text_update() + teacher_img + t_txt
     return 0.0
 
 

@@ -6,6 +6,7 @@ import time
 
 from .evaluation import evaluate
 from .methods import METHODS
+from .methods.soup import shared_ingredients
 from .train import TrainConfig, finetune
 
 SCALARS = ("id_acc", "mean_ood_acc", "avg_acc", "worst_group_acc", "weighted_acc", "ece", "nll")
@@ -37,17 +38,18 @@ def compare(clip, task, methods=None, seeds=(0, 1, 2), log=print, **overrides) -
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; registered methods: {', '.join(METHODS)}")
     rows = []
-    for m in methods:
-        runs, t0 = [], time.time()
-        for seed in seeds:
-            res = finetune(m, clip, task, world_config(m, seed, **overrides))
-            runs.append(_flatten(evaluate(res.classifier, task, clip.preprocess)))
-        row = {"method": m, "seconds_per_run": round((time.time() - t0) / len(seeds), 2)}
-        for k in runs[0]:
-            vals = [r[k] for r in runs if k in r]
-            row[k] = {"mean": statistics.fmean(vals), "std": statistics.pstdev(vals) if len(vals) > 1 else 0.0}
-        rows.append(row)
-        log(format_row(row))
+    with shared_ingredients():  # the uniform and the greedy soup share their FT runs
+        for m in methods:
+            runs, t0 = [], time.time()
+            for seed in seeds:
+                res = finetune(m, clip, task, world_config(m, seed, **overrides))
+                runs.append(_flatten(evaluate(res.classifier, task, clip.preprocess)))
+            row = {"method": m, "seconds_per_run": round((time.time() - t0) / len(seeds), 2)}
+            for k in runs[0]:
+                vals = [r[k] for r in runs if k in r]
+                row[k] = {"mean": statistics.fmean(vals), "std": statistics.pstdev(vals) if len(vals) > 1 else 0.0}
+            rows.append(row)
+            log(format_row(row))
     return rows
 
 

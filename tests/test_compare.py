@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 import rftlab
 from rftlab.compare import compare, markdown_table
@@ -32,3 +33,25 @@ def test_compare_cli_writes_json(tmp_path, capsys, monkeypatch):
 def test_compare_rejects_unknown_methods(clip, small_shift):
     with pytest.raises(ValueError, match="registered methods"):
         compare(clip, small_shift, ["ft", "magic"], seeds=(0,))
+
+
+def test_soups_share_ingredient_runs_inside_compare(clip, small_spurious, monkeypatch):
+    import rftlab.train
+    from rftlab.methods.soup import shared_ingredients
+    calls = []
+    real = rftlab.train.finetune
+
+    def counting(method, *a, **kw):
+        calls.append(method)
+        return real(method, *a, **kw)
+
+    monkeypatch.setattr(rftlab.train, "finetune", counting)
+    cfg = rftlab.TrainConfig(steps=2, batch_size=16, eval_every=0, progress=False)
+    alone = real("soup-uniform", clip, small_spurious, cfg, ingredients=2)
+    calls.clear()
+    with shared_ingredients():
+        uniform = real("soup-uniform", clip, small_spurious, cfg, ingredients=2)
+        real("soup-greedy", clip, small_spurious, cfg, ingredients=2)
+    assert calls == ["ft", "ft"]  # the greedy soup trained nothing of its own
+    for k, v in alone.classifier.state_dict().items():
+        assert torch.equal(v, uniform.classifier.state_dict()[k]), k  # sharing changes no result

@@ -1,6 +1,7 @@
 """Model soups: average the weights of several fine-tuned runs from one initialisation."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 
@@ -25,6 +26,23 @@ def average_state_dicts(state_dicts: list[dict]) -> dict:
     return out
 
 
+_shared: dict | None = None  # ingredient runs shared between soups, inside shared_ingredients()
+
+
+@contextlib.contextmanager
+def shared_ingredients():
+    """Inside this block, soups trained from the same model on the same task with the same
+    recipe reuse each other's ingredient runs (the uniform and the greedy soup of
+    ``rftlab compare`` then cost three FT runs, not six). Only for one model: the key is the
+    task and the recipe, not the weights."""
+    global _shared
+    outer, _shared = _shared, {}
+    try:
+        yield
+    finally:
+        _shared = outer
+
+
 class Soup(Method):
     name = "soup-uniform"
     summary = "uniform average of FT runs with different seeds and learning rates"
@@ -41,13 +59,20 @@ class Soup(Method):
         lrs = [base.lr * self.lr_spread ** (2 * i / max(1, n - 1) - 1) for i in range(n)]
         runs = []
         for i, lr in enumerate(lrs):
-            res = finetune("ft", trainer.clip, trainer.task,
-                           dataclasses.replace(base, seed=base.seed + i, lr=lr, progress=False))
-            runs.append((evaluate_val(res.classifier, trainer.task, trainer.clip.preprocess)["val_acc"],
-                         {k: v.detach().cpu() for k, v in res.classifier.state_dict().items()}))
-            last_loss = next((h["loss"] for h in reversed(res.history) if "loss" in h), float("nan"))
+            cfg = dataclasses.replace(base, seed=base.seed + i, lr=lr, progress=False)
+            key = (id(trainer.task), tuple(sorted(dataclasses.asdict(cfg).items())))
+            if _shared is not None and key in _shared:
+                val_acc, state, last_loss = _shared[key]
+            else:
+                res = finetune("ft", trainer.clip, trainer.task, cfg)
+                val_acc = evaluate_val(res.classifier, trainer.task, trainer.clip.preprocess)["val_acc"]
+                state = {k: v.detach().cpu() for k, v in res.classifier.state_dict().items()}
+                last_loss = next((h["loss"] for h in reversed(res.history) if "loss" in h), float("nan"))
+                if _shared is not None:
+                    _shared[key] = (val_acc, state, last_loss)
+            runs.append((val_acc, state))
             trainer.history.append({"step": i + 1, "loss": last_loss, "ingredient_lr": lr,
-                                    "ingredient_val_acc": runs[-1][0]})
+                                    "ingredient_val_acc": val_acc})
         chosen = self.select(trainer, runs)
         trainer.classifier.load_state_dict(average_state_dicts(chosen))
         trainer.classifier.eval()
