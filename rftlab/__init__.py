@@ -23,6 +23,11 @@ _EXPORTS = {
     "make_task": "rftlab.world.tasks",
     "spurious_task": "rftlab.world.tasks",
     "shift_task": "rftlab.world.tasks",
+    "load_dataset": "rftlab.datasets",
+    "DATASETS": "rftlab.datasets",
+    "imagenet_task": "rftlab.datasets",
+    "natural_spurious_phrases": "rftlab.datasets",
+    "DatasetLayoutError": "rftlab.datasets",
     # heads, training, methods
     "zeroshot_head": "rftlab.zeroshot",
     "ClipClassifier": "rftlab.classifier",
@@ -38,7 +43,7 @@ _EXPORTS = {
     "encode_split": "rftlab.evaluation",
 }
 
-__all__ = sorted(_EXPORTS) + ["world", "losses", "metrics"]
+__all__ = sorted(_EXPORTS) + ["world", "losses", "metrics", "datasets"]
 
 
 def __getattr__(name: str):
@@ -46,7 +51,7 @@ def __getattr__(name: str):
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value
         return value
-    if name in ("world", "losses", "metrics", "methods", "data", "models"):
+    if name in ("world", "losses", "metrics", "methods", "data", "models", "datasets"):
         return importlib.import_module(f"rftlab.{name}")
     raise AttributeError(f"module 'rftlab' has no attribute {name!r}")
 

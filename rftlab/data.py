@@ -4,6 +4,11 @@ A :class:`Task` holds splits (train, val, the ID test set and any OOD test sets)
 names, prompt templates and per-sample metadata, and owns its evaluation: given logits
 for its test sets it returns the metrics of rftlab's protocol, per group and worst group
 included (as WILDS datasets do).
+
+A split can restrict scoring to part of the task's classes: ``class_subset`` (the classes
+of a 200-class ImageNet variant inside a 1000-class task) sets every other logit to -inf
+before argmax, softmax, ECE and NLL; ``class_pool`` (ObjectNet inside a 1000-class task)
+also merges classes, scoring each merged class by the largest logit among its members.
 """
 from __future__ import annotations
 
@@ -19,13 +24,21 @@ from .metrics import accuracy, ece, nll
 @dataclass
 class Split:
     """One split: images (a uint8 tensor (N,3,H,W), or anything ``load_image`` reads), labels,
-    and per-sample metadata tensors (``group``, ``domain``, factors...)."""
+    and per-sample metadata tensors (``group``, ``domain``, factors...).
+
+    ``class_subset``: indices of the task's classes this split is scored on; every other
+    logit is set to -inf before argmax, softmax, ECE and NLL (labels stay task class indices).
+    ``class_pool``: (C,) merged-class id of each task class, -1 for classes not scored; the
+    split is scored on the merged classes, each with the largest logit of its members, and
+    a sample's label is the merged class of its task label. Give at most one of the two."""
 
     name: str
     images: torch.Tensor | Sequence
     labels: torch.Tensor
     meta: dict[str, torch.Tensor] = field(default_factory=dict)
     load_image: Callable | None = None  # for path-backed splits: path -> image for the transform
+    class_subset: torch.Tensor | None = None
+    class_pool: torch.Tensor | None = None
 
     def __post_init__(self):
         self.labels = torch.as_tensor(self.labels, dtype=torch.long)
@@ -34,9 +47,62 @@ class Split:
         for k, v in self.meta.items():
             if len(v) != len(self.labels):
                 raise ValueError(f"split {self.name!r}: metadata {k!r} has {len(v)} rows, expected {len(self.labels)}")
+        if self.class_subset is not None and self.class_pool is not None:
+            raise ValueError(f"split {self.name!r}: give class_subset or class_pool, not both")
+        if self.class_subset is not None:
+            sub = torch.as_tensor(self.class_subset, dtype=torch.long).flatten()
+            if sub.numel() == 0 or len(sub.unique()) != len(sub) or (sub < 0).any():
+                raise ValueError(f"split {self.name!r}: class_subset must hold distinct class indices (>= 0)")
+            outside = int((~torch.isin(self.labels, sub)).sum())
+            if outside:
+                raise ValueError(f"split {self.name!r}: {outside} labels lie outside class_subset; "
+                                 f"a sample's class must be one the split is scored on")
+            self.class_subset = sub
+        if self.class_pool is not None:
+            pool = torch.as_tensor(self.class_pool, dtype=torch.long).flatten()
+            ids = pool[pool >= 0].unique()
+            if ids.numel() == 0 or not torch.equal(ids, torch.arange(len(ids))):
+                raise ValueError(f"split {self.name!r}: class_pool must use merged ids 0..P-1 (and -1 for "
+                                 f"classes not scored)")
+            if len(self.labels) and (self.labels.max() >= len(pool) or (pool[self.labels] < 0).any()):
+                raise ValueError(f"split {self.name!r}: some labels are classes that class_pool does not score")
+            self.class_pool = pool
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def select(self, index, name: str | None = None) -> "Split":
+        """The split restricted to ``index`` (same images loader, class subset and pool)."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        if isinstance(self.images, torch.Tensor):
+            images = self.images[index]
+        else:
+            images = [self.images[i] for i in index.tolist()]
+        return Split(name or self.name, images, self.labels[index], {k: v[index] for k, v in self.meta.items()},
+                     self.load_image, self.class_subset, self.class_pool)
+
+    def score(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (logits, labels) this split is scored on: the task's logits and labels, masked to
+        ``class_subset`` (-inf outside) or merged by ``class_pool``."""
+        if self.class_subset is not None:
+            if self.class_subset.max() >= logits.shape[1]:
+                raise ValueError(f"split {self.name!r}: class_subset names class {int(self.class_subset.max())} "
+                                 f"but the logits have {logits.shape[1]} columns")
+            keep = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device)
+            keep[self.class_subset.to(logits.device)] = True
+            return logits.masked_fill(~keep, float("-inf")), self.labels
+        if self.class_pool is not None:
+            pool = self.class_pool.to(logits.device)
+            if len(pool) != logits.shape[1]:
+                raise ValueError(f"split {self.name!r}: class_pool covers {len(pool)} classes but the logits "
+                                 f"have {logits.shape[1]} columns")
+            scored = pool >= 0
+            n_merged = int(pool.max()) + 1
+            out = torch.full((len(logits), n_merged), float("-inf"), dtype=logits.dtype, device=logits.device)
+            cols = pool[scored].expand(len(logits), -1)
+            out.scatter_reduce_(1, cols, logits[:, scored], reduce="amax")
+            return out, self.class_pool[self.labels]
+        return logits, self.labels
 
     def get(self, index: torch.Tensor, transform: Callable) -> torch.Tensor:
         """A batch of transformed images for the given indices."""
@@ -92,6 +158,12 @@ class Task:
             bad = s.labels[(s.labels < 0) | (s.labels >= len(self.classnames))]
             if bad.numel():
                 raise ValueError(f"task {self.name!r}: split {s.name!r} has labels outside 0..{len(self.classnames) - 1}")
+            if s.class_subset is not None and s.class_subset.max() >= len(self.classnames):
+                raise ValueError(f"task {self.name!r}: split {s.name!r} has a class_subset beyond the task's "
+                                 f"{len(self.classnames)} classes")
+            if s.class_pool is not None and len(s.class_pool) != len(self.classnames):
+                raise ValueError(f"task {self.name!r}: split {s.name!r} has a class_pool over {len(s.class_pool)} "
+                                 f"classes, expected one entry per task class ({len(self.classnames)})")
 
     @property
     def num_classes(self) -> int:
@@ -110,35 +182,40 @@ class Task:
 
         Keys: id_acc, ood_acc (domain -> acc), mean_ood_acc, avg_acc (pooled over every test
         sample), worst_group_acc (None without groups), group_acc, weighted_acc (train-frequency
-        weighted), ece (ID, pooled, ``n_bins`` bins), ood_ece, nll.
+        weighted), ece (ID, pooled, ``n_bins`` bins), ood_ece, nll. Each split is scored as
+        :meth:`Split.score` says (its ``class_subset`` or ``class_pool``), for every metric.
         """
         splits = self.eval_splits()
         missing = set(splits) - set(logits)
         if missing:
             raise ValueError(f"evaluate() needs logits for {sorted(missing)}")
+        for k, s in splits.items():
+            if tuple(logits[k].shape) != (len(s), self.num_classes):
+                raise ValueError(f"{'ID' if k == 'id' else repr(k)} logits have shape {tuple(logits[k].shape)}, "
+                                 f"expected ({len(s)}, {self.num_classes}): model head and task disagree")
+        scored = {k: s.score(logits[k].float()) for k, s in splits.items()}
         out: dict = {}
-        id_logits = logits["id"]
-        if id_logits.shape != (len(self.test), self.num_classes):
-            raise ValueError(f"ID logits have shape {tuple(id_logits.shape)}, expected "
-                             f"({len(self.test)}, {self.num_classes}): model head and task disagree")
-        out["id_acc"] = accuracy(id_logits, self.test.labels)
-        out["ood_acc"] = {k: accuracy(logits[k], s.labels) for k, s in self.ood.items()}
+        id_logits, id_labels = scored["id"]
+        out["id_acc"] = accuracy(id_logits, id_labels)
+        out["ood_acc"] = {k: accuracy(*scored[k]) for k in self.ood}
         out["mean_ood_acc"] = (sum(out["ood_acc"].values()) / len(self.ood)) if self.ood else None
-        correct = sum(int((logits[k].argmax(1) == s.labels).sum()) for k, s in splits.items())
+        correct = sum(int((z.argmax(1) == y).sum()) for z, y in scored.values())
         out["avg_acc"] = correct / sum(len(s) for s in splits.values())
-        probs = id_logits.float().softmax(1)
-        out["ece"] = ece(probs, self.test.labels, n_bins=n_bins)
-        out["ood_ece"] = {k: ece(logits[k].float().softmax(1), s.labels, n_bins=n_bins) for k, s in self.ood.items()}
-        out["nll"] = nll(id_logits, self.test.labels)
-        out.update(self.group_metrics(id_logits))
+        out["ece"] = ece(id_logits.softmax(1), id_labels, n_bins=n_bins)
+        out["ood_ece"] = {k: ece(scored[k][0].softmax(1), scored[k][1], n_bins=n_bins) for k in self.ood}
+        out["nll"] = nll(id_logits, id_labels)
+        out.update(self.group_metrics(logits["id"]))
         return out
 
     def group_metrics(self, logits: torch.Tensor, split: str = "test") -> dict:
+        """Per-group accuracy of ``split``'s logits, the worst group and the train-frequency
+        weighted average (all None without groups)."""
         s = getattr(self, split)
         if not self.has_groups:
             return {"worst_group_acc": None, "group_acc": None, "weighted_acc": None}
         g = s.meta["group"]
-        right = (logits.argmax(1) == s.labels).float()
+        z, y = s.score(logits)
+        right = (z.argmax(1) == y).float()
         group_acc = {}
         for k, name in enumerate(self.group_names):
             m = g == k
@@ -155,4 +232,6 @@ class Task:
                  f"{'...' if self.num_classes > 8 else ''})"]
         for s in (self.train, self.val, self.test, *self.ood.values()):
             lines.append(f"  {s.name:<12} {len(s):>6} samples")
+        if self.info.get("note"):
+            lines.append(f"  note: {self.info['note']}")
         return "\n".join(lines)

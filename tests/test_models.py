@@ -142,3 +142,14 @@ def test_imagenet_templates_build_a_head_for_a_real_architecture(tiny_arch):
         zeroshot_head(tiny.model, tiny.tokenizer, ["cat"], ["a photo of a cat"])
     with pytest.raises(ValueError, match="template set"):
         get_templates("cifar")
+
+
+def test_world_transform_takes_images_from_disk(clip):
+    """PIL images (real datasets) are resized and centre-cropped to the world's 32 pixels."""
+    import numpy as np
+    from PIL import Image
+    im = Image.fromarray((np.random.default_rng(0).random((50, 70, 3)) * 255).astype("uint8"))
+    x = clip.preprocess(im)
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32
+    gray = clip.preprocess(Image.new("L", (40, 40), 128))  # converted to RGB
+    assert gray.shape == (3, 32, 32) and torch.allclose(gray, gray[0].expand_as(gray))

@@ -38,13 +38,19 @@ def register_configs() -> None:
 
 
 class WorldTransform:
-    """World images (uint8 or float tensors in [0, 1]) to normalised float tensors."""
+    """World images (uint8 or float tensors in [0, 1], one or a batch) to normalised float
+    tensors. Other images (PIL, from datasets on disk) are resized and centre-cropped to the
+    world's ``size`` first, so the world model can be probed on real data too."""
 
-    def __init__(self, mean=WORLD_MEAN, std=WORLD_STD):
+    def __init__(self, mean=WORLD_MEAN, std=WORLD_STD, size: int = 32):
         self.mean = torch.tensor(mean).view(-1, 1, 1)
         self.std = torch.tensor(std).view(-1, 1, 1)
+        self.size = size
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            from torchvision.transforms import functional as TF
+            x = TF.center_crop(TF.resize(TF.pil_to_tensor(x.convert("RGB")), self.size, antialias=True), self.size)
         if x.dtype == torch.uint8:
             x = x.float() / 255
         return (x - self.mean.to(x.device)) / self.std.to(x.device)

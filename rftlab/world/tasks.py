@@ -148,10 +148,17 @@ def _cached(name: str, items: tuple) -> Task:
     return WORLD_TASKS[name](**dict(items))
 
 
-def load_task(name: str, **kwargs) -> Task:
-    """A world task by name (cached: the same arguments give the same object)."""
-    if name not in WORLD_TASKS:
-        raise ValueError(f"unknown task {name!r}; world tasks are: {', '.join(WORLD_TASKS)} "
-                         f"(or build one with rftlab.make_task)")
-    items = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()))
-    return _cached(name, items)
+def load_task(name: str, root=None, **kwargs) -> Task:
+    """A task by name: a world task (generated; cached: the same arguments give the same
+    object) or a dataset on disk read from ``root`` (``rftlab.datasets.DATASETS``)."""
+    if name in WORLD_TASKS:
+        if root is not None:
+            raise ValueError(f"world task {name!r} is generated, not read from disk: give no root")
+        items = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()))
+        return _cached(name, items)
+    from ..datasets import DATASETS, load_dataset
+    if name in DATASETS:
+        return load_dataset(name, root, **kwargs)
+    raise ValueError(f"unknown task {name!r}; world tasks are: {', '.join(WORLD_TASKS)} "
+                     f"(or build one with rftlab.make_task); datasets on disk (give root=...) are: "
+                     f"{', '.join(DATASETS)}")
