@@ -7,32 +7,14 @@
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import statistics
 
-import torch
-
+from .analysis.distortion import ALPHAS, wise_sweep
 from .classifier import ClipClassifier
 from .evaluation import evaluate
-from .methods import wise_ft
 from .train import TrainConfig, finetune
 from .world.tasks import load_task
-
-ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
-
-
-def wise_sweep(classifier0: ClipClassifier, classifier1: ClipClassifier, task, transform,
-               alphas=ALPHAS) -> list[dict]:
-    """Metrics of the WiSE-FT interpolation at each alpha (0 = classifier0, 1 = classifier1)."""
-    sd0, sd1 = classifier0.state_dict(), classifier1.state_dict()
-    probe = copy.deepcopy(classifier1)
-    rows = []
-    for a in alphas:
-        with torch.no_grad():
-            probe.load_state_dict(wise_ft(sd0, sd1, a))
-        rows.append({"alpha": a, **evaluate(probe, task, transform)})
-    return rows
 
 
 def measure(clip, seeds=(0, 1, 2), spurious_config: TrainConfig | None = None,

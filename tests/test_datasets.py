@@ -61,7 +61,7 @@ def test_objectnet_mapping_covers_113_classes_and_125_imagenet_classes():
 def test_natural_spurious_phrases():
     pools = {k: natural_spurious_phrases(k) for k in ("background", "texture", "quality")}
     for k, pool in pools.items():
-        assert 15 <= len(pool) <= 30 and len(set(pool)) == len(pool), k
+        assert len(pool) >= 15 and len(set(pool)) == len(pool), k
         assert all(p.count("{}") == 1 for p in pool), k
     assert natural_spurious_phrases() == sum(pools.values(), [])
     with pytest.raises(ValueError, match="background, texture, quality"):

@@ -1,0 +1,288 @@
+"""Figures for rftlab's analyses: one function per figure, computation kept in :mod:`rftlab.analysis`.
+
+Every function takes the rows (list of dicts, or a pandas DataFrame) or result object an
+analysis returns and gives back a plotly ``go.Figure`` (not shown; wrap it in
+``go.FigureWidget`` for live updates). Trace names are stable so widgets can update them:
+they are the split, model or method names found in the rows. :func:`plot_summary` is the
+one static figure (matplotlib / seaborn), for papers and reports.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+_TEMPLATE = "plotly_white"
+
+
+def _go():
+    import plotly.graph_objects as go
+    return go
+
+
+def _rows(data) -> list[dict]:
+    if hasattr(data, "to_dict"):           # a pandas DataFrame
+        return data.to_dict("records")
+    if isinstance(data, Mapping):
+        raise TypeError("expected rows (a list of dicts) or a DataFrame; got a dict")
+    rows = list(data)
+    if not rows:
+        raise ValueError("nothing to plot: the rows are empty")
+    return rows
+
+
+def _unique(rows, key) -> list:
+    return list(dict.fromkeys(r.get(key) for r in rows))
+
+
+def _figure(title: str, xaxis: str, yaxis: str, **layout):
+    go = _go()
+    fig = go.Figure()
+    fig.update_layout(title=title, xaxis_title=xaxis, yaxis_title=yaxis, template=_TEMPLATE, **layout)
+    return fig
+
+
+_METRIC_LABELS = {"cosine_drift": "1 - cosine(theta0, theta)", "cosine": "cosine(theta0, theta)",
+                  "cka": "linear CKA(theta0, theta)", "relative_change": "||H - H0|| / ||H0||"}
+
+
+def plot_layer_drift(rows, metric: str = "cosine_drift"):
+    """Lines over layers (depth order) of a :func:`~rftlab.analysis.layer_drift` /
+    :func:`~rftlab.analysis.feature_distortion` metric, one trace per split."""
+    rows = _rows(rows)
+    if metric not in rows[0]:
+        raise ValueError(f"rows have no {metric!r}; choose one of {', '.join(k for k in _METRIC_LABELS if k in rows[0])}")
+    fig = _figure(f"Feature drift per layer: {_METRIC_LABELS.get(metric, metric)}", "layer",
+                  _METRIC_LABELS.get(metric, metric))
+    for split in _unique(rows, "split"):
+        sub = sorted((r for r in rows if r.get("split") == split), key=lambda r: r["depth"])
+        fig.add_scatter(x=[r["layer"] for r in sub], y=[r[metric] for r in sub], mode="lines+markers",
+                        name=str(split) if split is not None else metric)
+    return fig
+
+
+def plot_cka(rows):
+    """Linear CKA between theta0 and theta per layer, grouped bars by split (ID vs OOD)."""
+    rows = _rows(rows)
+    fig = _figure("Representation similarity to theta0 per layer (linear CKA)", "layer", "linear CKA",
+                  barmode="group", yaxis_range=[0, 1.05])
+    for split in _unique(rows, "split"):
+        sub = sorted((r for r in rows if r.get("split") == split), key=lambda r: r["depth"])
+        fig.add_bar(x=[r["layer"] for r in sub], y=[r["cka"] for r in sub], name=str(split) if split else "cka")
+    return fig
+
+
+def plot_wise(sweep=None, points=None):
+    """ID vs mean OOD accuracy: the WiSE-FT curve (rows of :func:`~rftlab.analysis.wise_sweep`,
+    labelled by alpha) and methods placed as points (rows of
+    :func:`~rftlab.analysis.effective_robustness`), with the zero-shot-to-FT line dashed."""
+    if sweep is None and points is None:
+        raise ValueError("give a WiSE-FT sweep, method points, or both")
+    fig = _figure("ID vs OOD accuracy", "ID accuracy", "mean OOD accuracy")
+    if sweep is not None:
+        sweep = _rows(sweep)
+        fig.add_scatter(x=[r["id_acc"] for r in sweep], y=[r["mean_ood_acc"] for r in sweep], mode="lines+markers+text",
+                        text=[f"{r['alpha']:g}" for r in sweep], textposition="top left", name="WiSE-FT (alpha)")
+    if points is not None:
+        points = _rows(points)
+        if "line_ood" in points[0]:
+            line = sorted(points, key=lambda r: r["id_acc"])
+            fig.add_scatter(x=[r["id_acc"] for r in line], y=[r["line_ood"] for r in line], mode="lines",
+                            line={"dash": "dash", "color": "gray"}, name="zero-shot to FT line")
+        hover = [f"{r['method']}<br>effective robustness {r['effective_robustness']:+.3f}" if "effective_robustness" in r
+                 else r["method"] for r in points]
+        fig.add_scatter(x=[r["id_acc"] for r in points], y=[r["mean_ood_acc"] for r in points], mode="markers+text",
+                        text=[r["method"] for r in points], textposition="bottom right", hovertext=hover,
+                        marker={"size": 11, "symbol": "diamond"}, name="methods")
+    return fig
+
+
+def plot_effective_robustness(points):
+    """Horizontal bars of effective robustness (OOD accuracy above the zero-shot-to-FT line) per method."""
+    points = sorted(_rows(points), key=lambda r: r["effective_robustness"])
+    fig = _figure("Effective robustness (OOD accuracy above the zero-shot to FT line)",
+                  "effective robustness", "method")
+    fig.add_bar(y=[r["method"] for r in points], x=[r["effective_robustness"] for r in points], orientation="h",
+                marker_color=["#2a9d8f" if r["effective_robustness"] >= 0 else "#e76f51" for r in points],
+                name="effective robustness")
+    return fig
+
+
+def plot_group_accuracy(rows):
+    """Grouped bars of accuracy per group, one trace per model (rows of
+    :func:`~rftlab.analysis.group_table`); each model's worst group has a dark outline."""
+    rows = _rows(rows)
+    fig = _figure("Accuracy per group", "group", "accuracy", barmode="group", yaxis_range=[0, 1.05])
+    for model in _unique(rows, "model"):
+        sub = [r for r in rows if r["model"] == model]
+        fig.add_bar(x=[r["group"] for r in sub], y=[r["acc"] for r in sub], name=str(model),
+                    marker_line_width=[3 if r.get("worst") else 0 for r in sub], marker_line_color="black",
+                    hovertext=[f"n={r.get('n')}" for r in sub])
+    return fig
+
+
+def plot_alignment(rows, value: str | None = None):
+    """Heatmap of description x group of an alignment column: ``alignment`` for
+    :func:`~rftlab.analysis.description_alignment` rows, ``change`` (default) for
+    :func:`~rftlab.analysis.description_shift` rows (or ``before`` / ``after``)."""
+    rows = _rows(rows)
+    value = value or ("change" if "change" in rows[0] else "alignment")
+    if value not in rows[0]:
+        raise ValueError(f"rows have no {value!r} column")
+    descs, groups = _unique(rows, "description"), _unique(rows, "group")
+    cell = {(r["description"], r["group"]): r[value] for r in rows}
+    z = [[cell.get((d, g), math.nan) for g in groups] for d in descs]
+    go = _go()
+    diverging = value == "change"
+    fig = go.Figure(go.Heatmap(z=z, x=[str(g) for g in groups], y=descs, colorscale="RdBu" if diverging else "Viridis",
+                               zmid=0 if diverging else None, colorbar_title=value, name=value))
+    fig.update_layout(title=f"Description alignment per group ({value})", xaxis_title="group",
+                      yaxis_title="description", template=_TEMPLATE)
+    return fig
+
+
+def plot_ranking(rows, top: int = 15, value: str = "change"):
+    """Horizontal bars of the ``top`` descriptions of :func:`~rftlab.analysis.rank_descriptions`
+    by ``value`` (``change`` in pull, or ``gap_change``), largest on top."""
+    rows = sorted(_rows(rows), key=lambda r: r[value], reverse=True)[:top]
+    fig = _figure(f"Descriptions fine-tuning pulled closer ({value})", value, "description")
+    fig.add_bar(y=[r["description"] for r in rows][::-1], x=[r[value] for r in rows][::-1], orientation="h", name=value)
+    return fig
+
+
+def _context_rows(shift):
+    return shift.table() if hasattr(shift, "table") else _rows(shift)
+
+
+def plot_contexts(shift):
+    """Mean context probability under theta0 and theta, per context (a
+    :class:`~rftlab.analysis.ContextShift` or its ``table()`` rows)."""
+    rows = _context_rows(shift)
+    fig = _figure("Context distribution (mean over images)", "context", "mean probability", barmode="group")
+    fig.add_bar(x=[r["context"] for r in rows], y=[r["p0"] for r in rows], name="theta0")
+    fig.add_bar(x=[r["context"] for r in rows], y=[r["p"] for r in rows], name="theta")
+    return fig
+
+
+def plot_context_kl(shift, nbins: int = 30):
+    """Histogram of the per-image KL(p_ctx theta0 || p_ctx theta) (a ContextShift or a 1-D tensor/list)."""
+    kl = shift.kl if hasattr(shift, "kl") else shift
+    values = [float(v) for v in kl]
+    fig = _figure("Per-image context KL(theta0 || theta)", "KL", "images")
+    fig.add_histogram(x=values, nbinsx=nbins, name="context KL")
+    return fig
+
+
+def plot_context_recognition(rows):
+    """Grouped bars of zero-shot context recognition accuracy per factor, one trace per model
+    (rows of :func:`~rftlab.analysis.context_recognition_table`)."""
+    rows = _rows(rows)
+    fig = _figure("Zero-shot recognition of the context", "factor", "accuracy", barmode="group",
+                  yaxis_range=[0, 1.05])
+    for model in _unique(rows, "model"):
+        sub = [r for r in rows if r["model"] == model]
+        fig.add_bar(x=[r["factor"] for r in sub], y=[r["accuracy"] for r in sub], name=str(model))
+    return fig
+
+
+def plot_reliability(reliability):
+    """Reliability diagram: accuracy against mean confidence per bin, with the diagonal.
+    ``reliability``: one :func:`~rftlab.analysis.reliability` result or {name: result}."""
+    items = reliability.items() if "bins" not in reliability else [("model", reliability)]
+    fig = _figure("Reliability diagram", "confidence", "accuracy", xaxis_range=[0, 1], yaxis_range=[0, 1.02])
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dash", "color": "gray"}, name="perfect calibration")
+    for name, rel in items:
+        bins = [b for b in rel["bins"] if b["count"] > 0]
+        fig.add_scatter(x=[b["confidence"] for b in bins], y=[b["accuracy"] for b in bins], mode="lines+markers",
+                        marker={"size": [4 + 16 * math.sqrt(b["count"] / rel["n"]) for b in bins]},
+                        hovertext=[f"n={b['count']}" for b in bins], name=f"{name} (ECE {rel['ece']:.3f})")
+    return fig
+
+
+def plot_confidence(rows):
+    """Confidence histograms, one trace per split (rows of :func:`~rftlab.analysis.confidence_histogram`)."""
+    rows = _rows(rows)
+    fig = _figure("Top-label confidence", "confidence", "fraction of images", barmode="overlay")
+    for split in _unique(rows, "split"):
+        sub = [r for r in rows if r["split"] == split]
+        fig.add_bar(x=[(r["lower"] + r["upper"]) / 2 for r in sub], y=[r["fraction"] for r in sub],
+                    width=[r["upper"] - r["lower"] for r in sub], opacity=0.6, name=str(split))
+    return fig
+
+
+def plot_calibration_vs_ood(rows, x: str = "id_ece", y: str = "mean_ood_error"):
+    """Scatter of ID calibration error against OOD error across methods (rows of
+    :func:`~rftlab.analysis.calibration_vs_ood`)."""
+    rows = [r for r in _rows(rows) if r.get(x) is not None and r.get(y) is not None]
+    if not rows:
+        raise ValueError(f"no row has both {x!r} and {y!r} (a task without OOD sets has no OOD error)")
+    fig = _figure("ID calibration vs OOD error", x.replace("_", " "), y.replace("_", " "))
+    fig.add_scatter(x=[r[x] for r in rows], y=[r[y] for r in rows], mode="markers+text",
+                    text=[r["method"] for r in rows], textposition="top center", marker={"size": 11}, name="methods")
+    return fig
+
+
+def plot_embedding(points, color: str = "class", arrows: bool = False):
+    """Scatter of projected embeddings (an :class:`~rftlab.analysis.EmbeddingDrift` or its
+    ``points``): colour by a column (class, group, domain, place...), circles for theta0 and
+    crosses for theta; one trace per (model, colour value), named ``"<model>: <value>"``.
+    ``arrows`` draws a faint segment from each image's theta0 point to its theta point."""
+    rows = _rows(points.points if hasattr(points, "points") else points)
+    if color not in rows[0]:
+        raise ValueError(f"points have no column {color!r}; choose one of {', '.join(k for k in rows[0] if k not in ('x', 'y'))}")
+    fig = _figure(f"Image embeddings coloured by {color}", "component 1", "component 2")
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+               "#bcbd22", "#17becf"]
+    values = _unique(rows, color)
+    models = _unique(rows, "model")
+    if arrows and len(models) == 2:
+        a = {r["index"]: r for r in rows if r["model"] == models[0]}
+        xs, ys = [], []
+        for r in rows:
+            if r["model"] == models[1] and r["index"] in a:
+                xs += [a[r["index"]]["x"], r["x"], None]
+                ys += [a[r["index"]]["y"], r["y"], None]
+        fig.add_scatter(x=xs, y=ys, mode="lines", line={"width": 0.5, "color": "lightgray"}, name="drift",
+                        hoverinfo="skip")
+    symbols = ["circle", "x", "diamond", "square"]
+    for mi, model in enumerate(models):
+        for vi, v in enumerate(values):
+            sub = [r for r in rows if r["model"] == model and r[color] == v]
+            if sub:
+                fig.add_scatter(x=[r["x"] for r in sub], y=[r["y"] for r in sub], mode="markers",
+                                marker={"color": palette[vi % len(palette)], "symbol": symbols[mi % len(symbols)],
+                                        "size": 6, "opacity": 0.75},
+                                name=f"{model}: {v}", legendgroup=str(v), customdata=[r["index"] for r in sub])
+    return fig
+
+
+def plot_summary(drift=None, reliability=None, groups=None, figsize: Sequence[float] | None = None):
+    """A static one-row summary (matplotlib + seaborn) of whichever is given: layer drift rows,
+    a reliability result ({name: result} or one), group-table rows. Returns the matplotlib Figure."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    panels = [p for p in (("drift", drift), ("reliability", reliability), ("groups", groups)) if p[1] is not None]
+    if not panels:
+        raise ValueError("give at least one of drift, reliability, groups")
+    fig, axes = plt.subplots(1, len(panels), figsize=figsize or (4.5 * len(panels), 3.6), squeeze=False)
+    for ax, (kind, data) in zip(axes[0], panels):
+        if kind == "drift":
+            rows = _rows(data)
+            sns.lineplot(x=[r["depth"] for r in rows], y=[r["cosine_drift"] for r in rows],
+                         hue=[r.get("split", "all") for r in rows], marker="o", ax=ax)
+            ax.set(xlabel="layer (depth)", ylabel="1 - cosine", title="Feature drift")
+        elif kind == "reliability":
+            items = data.items() if "bins" not in data else [("model", data)]
+            ax.plot([0, 1], [0, 1], "--", color="gray")
+            for name, rel in items:
+                bins = [b for b in rel["bins"] if b["count"] > 0]
+                ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-",
+                        label=f"{name} (ECE {rel['ece']:.3f})")
+            ax.set(xlabel="confidence", ylabel="accuracy", title="Reliability", xlim=(0, 1), ylim=(0, 1.02))
+            ax.legend(fontsize=8)
+        else:
+            rows = _rows(data)
+            sns.barplot(x=[r["group"] for r in rows], y=[r["acc"] for r in rows], hue=[r["model"] for r in rows], ax=ax)
+            ax.set(xlabel="group", ylabel="accuracy", title="Group accuracy", ylim=(0, 1.05))
+            ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    return fig
