@@ -38,12 +38,30 @@ _EXPORTS = {
     "METHODS": "rftlab.methods",
     "get_method": "rftlab.methods",
     "wise_ft": "rftlab.methods",
+    # long runs and the feature cache
+    "FeatureCache": "rftlab.cache",
+    "cached_encode_split": "rftlab.cache",
+    "finetune_run": "rftlab.runs",
+    "resume_run": "rftlab.runs",
+    "wise_curve": "rftlab.runs",
+    "wise_curve_run": "rftlab.runs",
+    # analyses
+    "layer_drift": "rftlab.analysis",
+    "feature_distortion": "rftlab.analysis",
+    "energy_gap": "rftlab.analysis",
+    "effective_robustness": "rftlab.analysis",
+    "wise_sweep": "rftlab.analysis",
+    "rank_descriptions": "rftlab.analysis",
+    "context_shift": "rftlab.analysis",
+    "calibration_report": "rftlab.analysis",
+    "embedding_drift": "rftlab.analysis",
+    "Projector": "rftlab.analysis",
     # evaluation
     "evaluate": "rftlab.evaluation",
     "encode_split": "rftlab.evaluation",
 }
 
-__all__ = sorted(_EXPORTS) + ["world", "losses", "metrics", "datasets"]
+__all__ = sorted(_EXPORTS) + ["world", "losses", "metrics", "datasets", "analysis", "plots", "phrases"]
 
 
 def __getattr__(name: str):
@@ -51,7 +69,7 @@ def __getattr__(name: str):
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value
         return value
-    if name in ("world", "losses", "metrics", "methods", "data", "models", "datasets"):
+    if name in ("world", "losses", "metrics", "methods", "data", "models", "datasets", "cache", "runs", "analysis", "plots", "phrases"):
         return importlib.import_module(f"rftlab.{name}")
     raise AttributeError(f"module 'rftlab' has no attribute {name!r}")
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -12,6 +13,14 @@ def _ints(text: str) -> list[int]:
 
 def _floats(text: str) -> list[float]:
     return [float(t) for t in text.split(",")]
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def cmd_pretrain(a) -> int:
@@ -46,15 +55,26 @@ def _metrics_table(rows: list[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+def _log(a):
+    """Progress lines: to stderr when stdout carries JSON."""
+    stream = sys.stderr if getattr(a, "json", False) else sys.stdout
+    return lambda m: print(m, file=stream, flush=True)
+
+
+def _assignments(items) -> dict:
+    from .runs import parse_assignment
+    return dict(parse_assignment(t) for t in items or ())
+
+
 def cmd_zeroshot(a) -> int:
     from .classifier import ClipClassifier
     from .evaluation import evaluate
     from .models.factory import load_model
-    from .world.tasks import load_task
+    from .runs import open_task
     clip = load_model(a.model, a.pretrained)
-    task = load_task(a.task)
+    task = open_task(a.task, a.root, _assignments(a.task_arg))
     clf = ClipClassifier.zeroshot(clip, task.classnames, task.templates)
-    metrics = evaluate(clf, task, clip.preprocess)
+    metrics = evaluate(clf, task, clip.preprocess, cache=a.cache)
     if a.json:
         print(json.dumps({"task": task.name, "model": clip.arch, "pretrained": clip.pretrained,
                           "method": "zeroshot", "metrics": metrics}, indent=1))
@@ -68,30 +88,58 @@ def cmd_zeroshot(a) -> int:
     return 0
 
 
-def _train_config(a):
-    from .train import TrainConfig
-    kw = {k: getattr(a, k) for k in ("steps", "batch_size", "lr", "seed") if getattr(a, k, None) is not None}
-    return TrainConfig(**kw, progress=not getattr(a, "json", False))
+_RESUME_FLAGS = ("device", "cache")   # what may change when a run is resumed
+
+
+def _finetune_flags(a) -> dict:
+    """Config values given as flags (those not given are left out)."""
+    from .runs import train_keys
+    flags = {k: getattr(a, k) for k in ("method", "model", "pretrained", "task", "root", "cache", *train_keys())
+             if getattr(a, k, None) is not None}
+    hp = _assignments(a.hp)
+    if a.alpha is not None:
+        hp["alpha"] = a.alpha
+    if hp:
+        flags["hparams"] = hp
+    if a.task_arg:
+        flags["task_args"] = _assignments(a.task_arg)
+    return flags
 
 
 def cmd_finetune(a) -> int:
-    from .evaluation import evaluate
-    from .models.factory import load_model
-    from .train import finetune
-    from .world.tasks import load_task
-    clip = load_model(a.model, a.pretrained)
-    task = load_task(a.task)
-    hp = {"alpha": a.alpha} if a.method == "wise-ft" and a.alpha is not None else {}
-    cfg = _train_config(a)
-    if a.out:
-        cfg.checkpoint_dir = a.out
-    res = finetune(a.method, clip, task, cfg, **hp)
-    metrics = evaluate(res.classifier, task, clip.preprocess)
-    if a.json:
-        print(json.dumps({"task": task.name, "model": clip.arch, "method": a.method,
-                          "steps": res.step, "metrics": metrics}, indent=1))
+    from .runs import finetune_run, read_config_file, resume_run
+    flags = _finetune_flags(a)
+    if a.resume:
+        fixed = sorted(set(flags) - set(_RESUME_FLAGS)) + [n for n, v in (("config", a.config), ("out", a.out),
+                                                                         ("overwrite", a.overwrite)) if v]
+        names = {"hparams": "hp", "task_args": "task-arg"}
+        if fixed:
+            raise ValueError(f"--resume continues a run with its saved config: drop "
+                             f"{', '.join('--' + names.get(f, f.replace('_', '-')) for f in fixed)} "
+                             f"(only --device and --cache may change), or start a new run with --out")
+        record = resume_run(a.resume, device=a.device, cache=a.cache, progress=not a.json, log=_log(a))
     else:
-        print(_metrics_table([(a.method, metrics)]))
+        config = read_config_file(a.config) if a.config else {}
+        for key in ("hparams", "task_args"):   # flags add to the file's mappings
+            if key in flags and isinstance(config.get(key), dict):
+                flags[key] = {**config[key], **flags[key]}
+        record = finetune_run({**config, **flags}, a.out, overwrite=a.overwrite, progress=not a.json, log=_log(a))
+    if a.json:
+        print(json.dumps(record, indent=1))
+    if record.get("status") == "interrupted":
+        return 130
+    if not a.json:
+        print(_metrics_table([(record["method"], record["metrics"])]))
+    return 0
+
+
+def cmd_wise_curve(a) -> int:
+    from .runs import DEFAULT_ALPHAS, wise_curve_run
+    out = wise_curve_run(a.run, a.alphas or DEFAULT_ALPHAS, device=a.device, cache=a.cache, log=_log(a))
+    if a.json:
+        print(json.dumps(out, indent=1))
+    else:
+        print(_metrics_table([(f"alpha {r['alpha']:g}", r["metrics"]) for r in out["rows"]]))
     return 0
 
 
@@ -148,25 +196,49 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_world)
 
     s = sub.add_parser("zeroshot", help="zero-shot evaluation of a model on a task")
-    s.add_argument("--task", required=True, help="spurious or shift")
+    s.add_argument("--task", required=True, help="spurious, shift, or a real dataset name (with --root)")
+    s.add_argument("--root", default=None, help="the folder a real dataset is read from")
+    s.add_argument("--task-arg", action="append", metavar="NAME=VALUE", help="a task loader argument (repeatable)")
     s.add_argument("--model", default="rftlab-world", help="rftlab-world, an open_clip name, or local-dir:DIR")
     s.add_argument("--pretrained", default=None, help="an open_clip tag or a weights file")
+    s.add_argument("--cache", nargs="?", const=True, default=None, metavar="DIR",
+                   help="keep image features on disk (default folder: $RFTLAB_CACHE_DIR or ~/.cache/rftlab/features)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_zeroshot)
 
-    s = sub.add_parser("finetune", help="fine-tune a model on a world task and evaluate it")
-    s.add_argument("--task", required=True, help="spurious or shift")
-    s.add_argument("--method", default="ft", help="a registered method (ft, wise-ft, ...)")
-    s.add_argument("--model", default="rftlab-world")
-    s.add_argument("--pretrained", default=None)
-    s.add_argument("--steps", type=int, default=None)
-    s.add_argument("--batch-size", type=int, default=None)
-    s.add_argument("--lr", type=float, default=None)
-    s.add_argument("--seed", type=int, default=None)
-    s.add_argument("--alpha", type=float, default=None, help="WiSE-FT mixing weight")
-    s.add_argument("--out", default=None, help="folder for the checkpoint")
-    s.add_argument("--json", action="store_true")
+    s = sub.add_parser("finetune", help="fine-tune a model on a task; with --out, a run folder that resumes",
+                       description="Settings come from --config (JSON or YAML), then flags, which win. "
+                                   "See docs/real-path.md.")
+    s.add_argument("--config", default=None, help="a .json, .yaml or .yml file of settings")
+    s.add_argument("--out", default=None, help="the run folder (config, checkpoints, metrics, history, figures)")
+    s.add_argument("--resume", default=None, metavar="RUN", help="continue the run in this folder")
+    s.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    s.add_argument("--task", default=None, help="spurious, shift, or a real dataset name (with --root)")
+    s.add_argument("--root", default=None, help="the folder a real dataset is read from")
+    s.add_argument("--task-arg", action="append", metavar="NAME=VALUE", help="a task loader argument (repeatable)")
+    s.add_argument("--method", default=None, help="a registered method (ft, wise-ft, lipsum-ft, ...); default ft")
+    s.add_argument("--hp", action="append", metavar="NAME=VALUE", help="a method hyperparameter (repeatable)")
+    s.add_argument("--alpha", type=float, default=None, help="WiSE-FT mixing weight (same as --hp alpha=...)")
+    s.add_argument("--model", default=None, help="rftlab-world (default), an open_clip name, or local-dir:DIR")
+    s.add_argument("--pretrained", default=None, help="an open_clip tag or a weights file")
+    s.add_argument("--cache", nargs="?", const=True, default=None, metavar="DIR",
+                   help="keep image features on disk (LP features, evaluation)")
+    from .runs import field_kind, train_keys
+    for name, f in train_keys().items():
+        default = f.default if f.default is not dataclasses.MISSING else None
+        kind = {bool: _bool, int: int, float: float}.get(field_kind(f), str)
+        s.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
+                       help=f"TrainConfig.{name} (default {default})")
+    s.add_argument("--json", action="store_true", help="print the metrics record as JSON")
     s.set_defaults(func=cmd_finetune)
+
+    s = sub.add_parser("wise-curve", help="WiSE-FT curve of a finished run folder: zero-shot to fine-tuned")
+    s.add_argument("run", help="a run folder written by `rftlab finetune --out`")
+    s.add_argument("--alphas", type=_floats, default=None, help="comma-separated, in [0, 1] (default 0,0.1,...,1)")
+    s.add_argument("--device", default=None)
+    s.add_argument("--cache", nargs="?", const=True, default=None, metavar="DIR", help="keep image features on disk")
+    s.add_argument("--json", action="store_true", help="print the curve as JSON")
+    s.set_defaults(func=cmd_wise_curve)
 
     s = sub.add_parser("compare", help="train and evaluate methods over seeds; a table and JSON rows")
     s.add_argument("--task", required=True, help="spurious or shift")

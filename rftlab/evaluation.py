@@ -5,6 +5,7 @@ from typing import Callable
 
 import torch
 
+from .cache import as_cache, cached_encode_split
 from .data import Split, Task
 
 
@@ -22,26 +23,33 @@ def encode_split(classifier, split: Split, transform: Callable, batch_size: int 
 
 
 @torch.no_grad()
-def predict(classifier, split: Split, transform: Callable, batch_size: int = 256) -> torch.Tensor:
-    """Logits (N, C) on the CPU."""
-    feats = encode_split(classifier, split, transform, batch_size)
+def predict(classifier, split: Split, transform: Callable, batch_size: int = 256, cache=None) -> torch.Tensor:
+    """Logits (N, C) on the CPU. ``cache`` (a :class:`~rftlab.cache.FeatureCache`, a folder or
+    True for the default folder) reads the image features from disk when this image tower has
+    encoded this split before."""
+    feats = cached_encode_split(classifier, split, transform, batch_size, cache=cache)
     head = classifier.head.detach().float().cpu()
     return classifier.scale.cpu() * feats @ head
 
 
-def evaluate(classifier, task: Task, transform: Callable, batch_size: int = 256, n_bins: int = 15) -> dict:
-    """Every metric of the protocol on the task's test sets (ID and OOD). Never touches val."""
+def evaluate(classifier, task: Task, transform: Callable, batch_size: int = 256, n_bins: int = 15,
+             cache=None) -> dict:
+    """Every metric of the protocol on the task's test sets (ID and OOD). Never touches val.
+    ``cache``: as in :func:`predict`."""
     if classifier.num_classes != task.num_classes:
         raise ValueError(f"the classifier has {classifier.num_classes} classes but task {task.name!r} "
                          f"has {task.num_classes}: build its head from the task's class names")
-    logits = {k: predict(classifier, s, transform, batch_size) for k, s in task.eval_splits().items()}
+    cache = as_cache(cache)
+    logits = {k: predict(classifier, s, transform, batch_size, cache) for k, s in task.eval_splits().items()}
     return task.evaluate(logits, n_bins=n_bins)
 
 
-def evaluate_val(classifier, task: Task, transform: Callable, batch_size: int = 256) -> dict:
-    """Accuracy (and worst-group accuracy where there are groups) on val: for model selection."""
-    logits = predict(classifier, task.val, transform, batch_size)
-    out = {"val_acc": (logits.argmax(1) == task.val.labels).float().mean().item()}
+def evaluate_val(classifier, task: Task, transform: Callable, batch_size: int = 256, cache=None) -> dict:
+    """Accuracy (and worst-group accuracy where there are groups) on val: for model selection.
+    ``cache``: as in :func:`predict`."""
+    logits = predict(classifier, task.val, transform, batch_size, cache)
+    scored, labels = task.val.score(logits)  # masked to a class subset or pooled, as the test sets are
+    out = {"val_acc": (scored.argmax(1) == labels).float().mean().item()}
     if task.has_groups and "group" in task.val.meta:
         out["val_worst_group_acc"] = task.group_metrics(logits, split="val")["worst_group_acc"]
     return out

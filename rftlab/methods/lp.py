@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..evaluation import encode_split
+from ..cache import cached_encode_split
 from .base import HParam, Method
 
 
@@ -33,8 +33,11 @@ def fit_linear_probe(classifier, features: torch.Tensor, labels: torch.Tensor, w
 
 
 def probe_head(trainer, weight_decay: float, iters: int) -> list[dict]:
-    """Encode the training split once with the frozen tower, then fit the head on those features."""
-    feats = encode_split(trainer.classifier, trainer.task.train, trainer.clip.preprocess)
+    """Encode the training split once with the frozen tower, then fit the head on those features.
+    The features come from disk when the trainer or its config has a ``feature_cache``
+    (a FeatureCache or a folder) that already holds them."""
+    cache = getattr(trainer, "feature_cache", None) or getattr(trainer.config, "feature_cache", None)
+    feats = cached_encode_split(trainer.classifier, trainer.task.train, trainer.clip.preprocess, cache=cache)
     return fit_linear_probe(trainer.classifier, feats, trainer.task.train.labels, weight_decay, iters)
 
 

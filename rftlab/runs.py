@@ -1,0 +1,552 @@
+"""Long fine-tuning runs kept in a folder: resolved config, checkpoints, metrics, history, figures.
+
+A run folder holds::
+
+    config.json          the resolved configuration (a valid config file: rerun it with --config)
+    checkpoints/last.pt  the Trainer's checkpoint (every ``checkpoint_every`` steps and at the end)
+    history.json         every loss and validation record
+    metrics.json         the evaluation protocol's metrics of the final model (as ``rftlab zeroshot --json``)
+    model.pt             the final classifier, and the fine-tuned endpoint before the method's
+                         ``finish`` when they differ (WiSE-FT), for WiSE-FT curves
+    loss_curves.html     the history as a plotly figure (plus .png when kaleido is installed)
+    wise_curve.json/.html  after ``wise_curve_run``
+
+A config is a flat mapping: the keys of :data:`RUN_KEYS` and the :class:`~rftlab.train.TrainConfig`
+fields in :func:`train_keys`. Computation and plotting are kept apart: ``*_figure`` only draw.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+RUN_KEYS = {
+    "method": "a registered method (rftlab.METHODS): ft, lp, wise-ft, lipsum-ft, ...",
+    "hparams": "the method's hyperparameters, a mapping (validated by the method registry)",
+    "model": "rftlab-world, an open_clip architecture name, or local-dir:DIR",
+    "pretrained": "an open_clip tag, a weights file, or null (rftlab-world: its shipped weights)",
+    "task": "a world task (spurious, shift) or a real dataset name",
+    "root": "the folder a real dataset is read from (null for world tasks)",
+    "task_args": "keyword arguments of the task loader, a mapping (n_train, ...)",
+    "cache": "feature cache: null (off), true (~/.cache/rftlab/features or $RFTLAB_CACHE_DIR) or a folder",
+}
+_NOT_CONFIG = ("checkpoint_dir", "progress", "feature_cache")   # set by the run itself (cache: the `cache` key)
+CONFIG_FILE, METRICS_FILE, HISTORY_FILE, MODEL_FILE = "config.json", "metrics.json", "history.json", "model.pt"
+CHECKPOINT = Path("checkpoints") / "last.pt"
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, HISTORY_FILE, MODEL_FILE, "loss_curves.html", "loss_curves.png",
+             "wise_curve.json", "wise_curve.html", "wise_curve.png", "plotly.min.js")
+DEFAULT_ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
+
+
+# ---------------------------------------------------------------------- configuration
+def train_keys() -> dict[str, dataclasses.Field]:
+    """TrainConfig fields a run config may set (all but checkpoint_dir and progress)."""
+    from .train import TrainConfig
+    return {f.name: f for f in dataclasses.fields(TrainConfig) if f.name not in _NOT_CONFIG}
+
+
+def valid_keys() -> list[str]:
+    return list(RUN_KEYS) + list(train_keys())
+
+
+def read_config_file(path: str | os.PathLike) -> dict:
+    """A config mapping from a .json, .yaml or .yml file (YAML needs PyYAML)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError as err:
+            raise ValueError(f"config file {path} is YAML but PyYAML is not installed: "
+                             f"`pip install pyyaml`, or write the config as JSON") from err
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ValueError(f"config file {path} is not valid YAML: {err}") from err
+    elif path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"config file {path} is not valid JSON: {err}") from err
+    else:
+        raise ValueError(f"config file {path}: name it .json, .yaml or .yml")
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a mapping of keys to values, not a {type(data).__name__}")
+    return data
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """'name=value' -> (name, value); the value is read as JSON when it parses (numbers, true,
+    null, lists), else kept as a string."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise ValueError(f"{text!r}: expected NAME=VALUE, e.g. alpha=0.5")
+    try:
+        return name.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return name.strip(), value
+
+
+def field_kind(f: dataclasses.Field) -> type | None:
+    """bool, int, float or str from a TrainConfig field's annotation; None when it says nothing."""
+    text = str(f.type)
+    for kind in (bool, int, float, str):
+        if text.split("|")[0].strip() in (kind.__name__, f"<class '{kind.__name__}'>"):
+            return kind
+    return None
+
+
+def _coerce(name: str, value, kind: type | None, what: str):
+    """``value`` as a ``kind`` (YAML reads 1e-5 as a string, JSON reads 80.0 as a float)."""
+    if value is None or kind is None:
+        return value
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            raise TypeError
+        if isinstance(value, bool):
+            raise TypeError
+        if kind is int:
+            number = float(value)
+            if number != int(number):
+                raise TypeError
+            return int(number)
+        if kind is float:
+            return float(value)
+        if kind is str and not isinstance(value, str):
+            raise TypeError
+    except (TypeError, ValueError, OverflowError):
+        text = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[kind]
+        raise ValueError(f"{what} {name} takes {text}; got {value!r}") from None
+    return value
+
+
+def _absolute(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return str(Path(value).expanduser().resolve())
+
+
+def _field_default(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def resolve_config(config: dict) -> dict:
+    """Check a config and fill in every default. Unknown keys, hyperparameters the method does
+    not take or out of their range, and out-of-range training settings raise ValueError."""
+    from .methods import METHODS, get_method
+    from .models.factory import DEFAULT_MODEL
+    from .train import TrainConfig
+    if not isinstance(config, dict):
+        raise ValueError(f"a run config is a mapping, not a {type(config).__name__}")
+    unknown = sorted(set(config) - set(valid_keys()))
+    if unknown:
+        raise ValueError(f"unknown config key(s) {unknown}; valid keys: {', '.join(valid_keys())}")
+    out = {k: config.get(k) for k in RUN_KEYS}
+    out["method"] = out["method"] or "ft"
+    if not isinstance(out["method"], str) or out["method"] not in METHODS:
+        get_method(str(out["method"]))  # raises, listing the registered methods
+    if not out["task"]:
+        raise ValueError("no task: give one with --task NAME or `task:` in the config file "
+                         "(world tasks: spurious, shift)")
+    out["model"] = out["model"] or DEFAULT_MODEL
+    for key in ("hparams", "task_args"):
+        val = out[key] if out[key] is not None else {}
+        if not isinstance(val, dict):
+            raise ValueError(f"config key {key!r} must be a mapping of names to values; got {val!r}")
+        out[key] = dict(val)
+
+    # the method and its hyperparameters, through the registry
+    cls = METHODS[out["method"]]
+    kinds = {k: type(h.default) if isinstance(h.default, (bool, int, float, str)) else None
+             for k, h in cls.hparams.items()}
+    hp = {k: _coerce(k, v, kinds[k], f"{out['method']} hyperparameter") if k in kinds else v
+          for k, v in out["hparams"].items()}
+    out["hparams"] = dict(get_method(out["method"], **hp).params)
+
+    # paths are stored absolute, so a run resumes from any working directory
+    pre = out["pretrained"]
+    if isinstance(pre, str) and (os.sep in pre or pre.startswith(".") or Path(pre).expanduser().exists()):
+        out["pretrained"] = _absolute(pre)
+    if out["model"].startswith("local-dir:"):
+        out["model"] = "local-dir:" + _absolute(out["model"][len("local-dir:"):])
+    out["root"] = _absolute(out["root"])
+    cache = out["cache"]
+    if cache is not None and not isinstance(cache, (bool, str)):
+        raise ValueError(f"config key 'cache' is null, true, false or a folder; got {cache!r}")
+    out["cache"] = _absolute(cache) if isinstance(cache, str) else (cache or None)
+
+    # training settings: TrainConfig defaults, the method's world recipe on the world model, then the config
+    fields = train_keys()
+    base = {k: _field_default(f) for k, f in fields.items()}
+    if out["model"] == DEFAULT_MODEL:
+        base.update({k: v for k, v in getattr(cls, "world_recipe", {}).items() if k in fields})
+    for k in fields:
+        if config.get(k) is not None:
+            base[k] = _coerce(k, config[k], field_kind(fields[k]), "training setting")
+    TrainConfig(**base)   # range checks
+    out.update(base)
+    return out
+
+
+def train_config(resolved: dict, checkpoint_dir: str | None = None, progress: bool = True):
+    from .train import TrainConfig
+    return TrainConfig(**{k: resolved[k] for k in train_keys()}, checkpoint_dir=checkpoint_dir, progress=progress)
+
+
+# ---------------------------------------------------------------------- run folders
+def _write_json(path: Path, data) -> None:
+    """Write JSON atomically (temporary file, then rename)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def has_run(folder: str | os.PathLike) -> bool:
+    folder = Path(folder)
+    return (folder / CONFIG_FILE).exists() or (folder / CHECKPOINT).exists()
+
+
+def clear_run(folder: str | os.PathLike) -> None:
+    """Delete the files a run writes (only those) from ``folder``."""
+    folder = Path(folder)
+    for name in RUN_FILES:
+        (folder / name).unlink(missing_ok=True)
+    (folder / CHECKPOINT).unlink(missing_ok=True)
+    try:
+        (folder / CHECKPOINT.parent).rmdir()
+    except OSError:
+        pass
+
+
+def open_task(name: str, root: str | None = None, task_args: dict | None = None):
+    """``rftlab.load_task(name, root=root, **task_args)`` (``root`` only when given), with a
+    clear error for arguments the task does not take."""
+    import rftlab
+    kw = dict(task_args or {})
+    if root is not None:
+        kw["root"] = root
+    try:
+        return rftlab.load_task(name, **kw)
+    except TypeError as err:
+        raise ValueError(f"task {name!r} does not take these arguments ({', '.join(kw) or 'none'}): {err}") from err
+
+
+def load_parts(resolved: dict):
+    """(ClipModel, Task) of a resolved config. The run's seed is set first, so a randomly
+    initialised model (no pretrained weights) is the same each time the config is loaded."""
+    from .models.factory import load_model
+    torch.manual_seed(resolved["seed"])
+    clip = load_model(resolved["model"], resolved["pretrained"])
+    return clip, open_task(resolved["task"], resolved["root"], resolved["task_args"])
+
+
+def _state_cpu(module) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+def _same_state(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+class _Watch:
+    """Records, on one method instance, whether ``run`` replaced the step loop and the weights
+    handed to ``finish`` (the fine-tuned endpoint, before WiSE-FT-style post-processing)."""
+
+    def __init__(self, method):
+        self.custom, self.endpoint = False, None
+        run, finish = method.run, method.finish
+
+        def watched_run(trainer):
+            result = run(trainer)
+            self.custom = result is not None
+            return result
+
+        def watched_finish(classifier):
+            self.endpoint = _state_cpu(classifier)
+            return finish(classifier)
+
+        method.run, method.finish = watched_run, watched_finish
+
+
+def finetune_run(config: dict, out: str | os.PathLike | None = None, overwrite: bool = False,
+                 callbacks: list[Callable] = (), progress: bool = True, log: Callable = print) -> dict:
+    """Train as ``config`` says; with ``out``, keep everything in that run folder.
+
+    Returns the metrics record (what ``metrics.json`` holds) with ``status`` "complete", or
+    "interrupted" (Ctrl-C: resume with :func:`resume_run`). Never replaces an existing run
+    unless ``overwrite``."""
+    resolved = resolve_config(config)
+    folder = Path(out) if out is not None else None
+    if folder is not None and has_run(folder):
+        if not overwrite:
+            raise ValueError(f"run folder {folder} already holds a run ({CONFIG_FILE}); continue it with "
+                             f"`rftlab finetune --resume {folder}`, replace it with --overwrite, "
+                             f"or choose another --out")
+        clear_run(folder)
+    return _execute(resolved, folder, resume=False, callbacks=callbacks, progress=progress, log=log)
+
+
+def read_run_config(folder: str | os.PathLike) -> dict:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"run folder {folder} does not exist; start a run there with "
+                                f"`rftlab finetune --config FILE --out {folder}`")
+    if not (folder / CONFIG_FILE).exists():
+        raise FileNotFoundError(f"{folder} holds no run ({CONFIG_FILE} is missing); start one with "
+                                f"`rftlab finetune --config FILE --out {folder}`")
+    return resolve_config(json.loads((folder / CONFIG_FILE).read_text()))
+
+
+def resume_run(folder: str | os.PathLike, device: str | None = None, cache=None, callbacks: list[Callable] = (),
+               progress: bool = True, log: Callable = print) -> dict:
+    """Continue the run in ``folder`` from its last checkpoint with its saved config (exactly:
+    the same batches, random state and optimiser state as an uninterrupted run). ``device`` and
+    ``cache`` may differ from the saved ones. A complete run is not trained again."""
+    folder = Path(folder)
+    resolved = read_run_config(folder)
+    if device is not None:
+        resolved["device"] = device
+    if cache is not None:
+        resolved["cache"] = cache
+    if (folder / METRICS_FILE).exists():
+        record = json.loads((folder / METRICS_FILE).read_text())
+        log(f"{folder}: the run is complete (step {record.get('steps')}); nothing to resume")
+        return record
+    return _execute(resolved, folder, resume=True, callbacks=callbacks, progress=progress, log=log)
+
+
+def _checkpoint_method(path: Path) -> str | None:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False, mmap=True).get("method")
+    except Exception:
+        return None
+
+
+def _execute(resolved: dict, folder: Path | None, resume: bool, callbacks, progress: bool, log) -> dict:
+    from .cache import as_cache, weights_fingerprint
+    from .evaluation import evaluate
+    from .train import Trainer
+    clip, task = load_parts(resolved)
+    start_weights = weights_fingerprint(clip.model)   # wise-curve checks it rebuilds these weights
+    cache = as_cache(resolved["cache"])
+    ckpt = folder / CHECKPOINT if folder is not None else None
+    cfg = train_config(resolved, str(ckpt.parent) if ckpt else None, progress)
+
+    def save_history(event, info):
+        if writes and event in ("eval", "step") and (
+                event == "eval" or cfg.checkpoint_every and info["step"] % cfg.checkpoint_every == 0):
+            _write_json(folder / HISTORY_FILE, trainer.history)
+
+    trainer = Trainer(resolved["method"], clip, task, cfg, callbacks=[save_history, *callbacks],
+                      **resolved["hparams"])
+    main = getattr(getattr(trainer, "ranks", None), "is_main", True)   # under torchrun, rank 0 writes
+    writes = folder is not None and main
+    log = log if main else (lambda m: None)
+    if writes and not resume:
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_json(folder / CONFIG_FILE, resolved)
+    trainer.feature_cache = cache
+    watch = _Watch(trainer.method)
+    start = None
+    if resume:
+        if ckpt.exists() and _checkpoint_method(ckpt) == resolved["method"]:
+            start = ckpt
+            log(f"{folder}: resuming from {ckpt}")
+        else:
+            log(f"{folder}: no checkpoint of this run's method to resume from; training from the start")
+    per_epoch = max(1, len(task.train) // cfg.batch_size)
+    log(f"{resolved['method']} on {task.name} ({len(task.train)} training images, {per_epoch} steps per epoch), "
+        f"{cfg.steps} steps" + (f", run folder {folder}" if folder else ""))
+    res = trainer.fit(resume=start)
+    if watch.custom and folder is not None:   # methods that are not a step loop (LP, soups) leave no checkpoint
+        trainer.save_checkpoint(ckpt)          # (every rank calls it: it synchronises them)
+    if writes:
+        _write_json(folder / HISTORY_FILE, trainer.history)
+        save_figure(loss_figure(trainer.history, f"{resolved['method']} on {task.name}"), folder / "loss_curves")
+    record = {"task": task.name, "model": clip.arch, "pretrained": clip.pretrained, "method": resolved["method"],
+              "hparams": resolved["hparams"], "steps": res.step, "selected_step": res.selected_step,
+              "stopped": res.stopped, "seconds": round(res.seconds, 2)}
+    if res.interrupted:
+        log(f"interrupted at step {res.step}" + (f"; continue with `rftlab finetune --resume {folder}`" if folder else ""))
+        return {**record, "status": "interrupted"}
+    record["metrics"] = evaluate(res.classifier, task, clip.preprocess, cache=cache)
+    record["status"] = "complete"
+    if writes:
+        final = _state_cpu(res.classifier)
+        endpoint = watch.endpoint if watch.endpoint is not None and not _same_state(watch.endpoint, final) else None
+        torch.save({"arch": clip.arch, "pretrained": clip.pretrained, "method": resolved["method"],
+                    "task": task.name, "classifier": final, "endpoint": endpoint,
+                    "start_weights": start_weights}, folder / MODEL_FILE)
+        _write_json(folder / METRICS_FILE, record)
+        log(f"wrote {folder}: {CONFIG_FILE}, {CHECKPOINT}, {MODEL_FILE}, {HISTORY_FILE}, {METRICS_FILE}, loss_curves.html")
+    return record
+
+
+# ---------------------------------------------------------------------- WiSE-FT curves
+def _interpolate(sd0: dict, sd1: dict, alpha: float) -> dict:
+    """WiSE-FT's interpolation, with tensors equal at both ends kept bit for bit (so an
+    unchanged image tower keeps its feature-cache key)."""
+    from .methods import wise_ft
+    out = wise_ft(sd0, sd1, alpha)
+    for k, a in sd0.items():
+        if torch.equal(a, sd1[k]):
+            out[k] = a.clone()
+    return out
+
+
+def wise_curve(classifier0, classifier1, task, transform, alphas=DEFAULT_ALPHAS, cache=None,
+               batch_size: int = 256) -> list[dict]:
+    """Metrics of ``(1 - alpha) * theta0 + alpha * theta1`` at each alpha: one row per alpha.
+
+    When the image towers are identical (LP, or any head-only method) the curve interpolates
+    heads on features encoded once; otherwise each alpha is evaluated in full, through
+    ``cache`` when one is given."""
+    from tqdm.auto import tqdm
+
+    from .cache import as_cache, cached_encode_split, image_tower
+    from .evaluation import evaluate
+    alphas = [float(a) for a in alphas]
+    bad = [a for a in alphas if not 0.0 <= a <= 1.0]
+    if not alphas or bad:
+        raise ValueError(f"alphas must be numbers in [0, 1] (0 = zero-shot, 1 = fine-tuned); got {alphas}")
+    cache = as_cache(cache)
+    sd0 = {k: v.detach().to(classifier1.head.device) for k, v in classifier0.state_dict().items()}
+    sd1 = {k: v.detach() for k, v in classifier1.state_dict().items()}
+    probe = copy.deepcopy(classifier1).eval()
+    head_only = _same_state(image_tower(classifier0).state_dict(), image_tower(classifier1).state_dict())
+    feats = None
+    if head_only:
+        feats = {k: cached_encode_split(classifier1, s, transform, batch_size, cache=cache)
+                 for k, s in task.eval_splits().items()}
+    rows = []
+    for a in tqdm(alphas, desc="WiSE-FT curve", leave=False):
+        with torch.no_grad():
+            probe.load_state_dict(_interpolate(sd0, sd1, a))
+            if head_only:
+                head, scale = probe.head.detach().float().cpu(), probe.scale.cpu()
+                metrics = task.evaluate({k: scale * f @ head for k, f in feats.items()})
+            else:
+                metrics = evaluate(probe, task, transform, batch_size, cache=cache)
+        rows.append({"alpha": a, "metrics": metrics})
+    return rows
+
+
+def load_run_classifiers(folder: str | os.PathLike, device: str | None = None):
+    """(clip, task, zero-shot classifier, fine-tuned endpoint classifier) of a finished run."""
+    from .cache import weights_fingerprint
+    from .classifier import ClipClassifier
+    from .train import pick_device
+    folder = Path(folder)
+    resolved = read_run_config(folder)
+    if not (folder / MODEL_FILE).exists():
+        raise FileNotFoundError(f"the run in {folder} has not finished ({MODEL_FILE} is missing): "
+                                f"complete it with `rftlab finetune --resume {folder}`")
+    clip, task = load_parts(resolved)
+    saved = torch.load(folder / MODEL_FILE, map_location="cpu", weights_only=False)
+    if saved.get("start_weights") not in (None, weights_fingerprint(clip.model)):
+        raise ValueError(f"model {resolved['model']!r} (pretrained={resolved['pretrained']!r}) no longer loads the "
+                         f"weights the run in {folder} started from (was the weights file replaced?): "
+                         f"its zero-shot end of the WiSE-FT curve would be wrong")
+    dev = pick_device(device or resolved["device"])
+    zs = ClipClassifier.zeroshot(clip, task.classnames, task.templates).to(dev)
+    ft = copy.deepcopy(zs)
+    ft.load_state_dict(saved["endpoint"] if saved.get("endpoint") is not None else saved["classifier"])
+    return clip, task, zs, ft
+
+
+def wise_curve_run(folder: str | os.PathLike, alphas=DEFAULT_ALPHAS, device: str | None = None,
+                   cache=None, log: Callable = print) -> dict:
+    """The WiSE-FT curve of a finished run, from the zero-shot model of its config (alpha 0) to
+    its fine-tuned endpoint (alpha 1); writes ``wise_curve.json`` and ``wise_curve.html``."""
+    folder = Path(folder)
+    resolved = read_run_config(folder)
+    clip, task, zs, ft = load_run_classifiers(folder, device)
+    rows = wise_curve(zs, ft, task, clip.preprocess, alphas, cache=cache if cache is not None else resolved["cache"])
+    out = {"run": str(folder), "task": task.name, "model": clip.arch, "pretrained": clip.pretrained,
+           "method": resolved["method"], "rows": rows}
+    _write_json(folder / "wise_curve.json", out)
+    save_figure(wise_figure(rows, f"WiSE-FT: zero-shot to {resolved['method']} on {task.name}"), folder / "wise_curve")
+    log(f"wrote {folder / 'wise_curve.json'} and wise_curve.html")
+    return out
+
+
+# ---------------------------------------------------------------------- figures
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def loss_figure(history: list[dict], title: str = ""):
+    """Training terms, validation metrics and the learning rate against the step."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    keys = list(dict.fromkeys(k for rec in history for k in rec if k != "step"))
+    panels = [("training terms", [k for k in keys if not k.startswith("val_") and k != "lr"]),
+              ("validation", [k for k in keys if k.startswith("val_")]),
+              ("learning rate", [k for k in keys if k == "lr"])]
+    panels = [p for p in panels if p[1]] or [("training terms", [])]
+    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, subplot_titles=[p[0] for p in panels])
+    for row, (_, names) in enumerate(panels, start=1):
+        for k in names:
+            pts = [(rec.get("step", i), rec[k]) for i, rec in enumerate(history) if _finite(rec.get(k))]
+            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], name=k,
+                                     mode="lines+markers" if len(pts) < 30 else "lines"), row=row, col=1)
+    fig.update_xaxes(title_text="step", row=len(panels), col=1)
+    fig.update_layout(title=title, height=260 * len(panels) + 80, template="plotly_white")
+    return fig
+
+
+def wise_figure(rows: list[dict], title: str = ""):
+    """ID accuracy against OOD accuracy (mean over OOD sets, else worst-group) along alpha."""
+    import plotly.graph_objects as go
+    m0 = rows[0]["metrics"]
+    ykey = "mean_ood_acc" if m0.get("mean_ood_acc") is not None else \
+        "worst_group_acc" if m0.get("worst_group_acc") is not None else "avg_acc"
+    fig = go.Figure(go.Scatter(x=[r["metrics"]["id_acc"] for r in rows], y=[r["metrics"][ykey] for r in rows],
+                               mode="lines+markers+text", text=[f"α={r['alpha']:g}" for r in rows],
+                               textposition="top center", name="WiSE-FT"))
+    fig.update_layout(title=title, xaxis_title="id_acc", yaxis_title=ykey, template="plotly_white",
+                      width=640, height=480)
+    return fig
+
+
+def save_figure(fig, stem: Path) -> list[Path]:
+    """``stem``.html (plotly.min.js written beside it, so it opens offline) and ``stem``.png
+    when kaleido is installed."""
+    stem = Path(stem)
+    html = stem.with_suffix(".html")
+    fig.write_html(str(html), include_plotlyjs="directory")
+    written = [html]
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        return written
+    try:
+        fig.write_image(str(stem.with_suffix(".png")))
+        written.append(stem.with_suffix(".png"))
+    except Exception as err:  # kaleido present but unusable (no browser...): the HTML is enough
+        print(f"no PNG for {stem.name}: {err}", file=sys.stderr)
+    return written
