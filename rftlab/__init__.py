@@ -45,6 +45,7 @@ _EXPORTS = {
     "resume_run": "rftlab.runs",
     "wise_curve": "rftlab.runs",
     "wise_curve_run": "rftlab.runs",
+    "Ranks": "rftlab.distributed",
     # analyses
     "layer_drift": "rftlab.analysis",
     "feature_distortion": "rftlab.analysis",
@@ -69,7 +70,7 @@ def __getattr__(name: str):
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value
         return value
-    if name in ("world", "losses", "metrics", "methods", "data", "models", "datasets", "cache", "runs", "analysis", "plots", "phrases"):
+    if name in ("world", "losses", "metrics", "methods", "data", "models", "datasets", "cache", "runs", "analysis", "plots", "phrases", "distributed"):
         return importlib.import_module(f"rftlab.{name}")
     raise AttributeError(f"module 'rftlab' has no attribute {name!r}")
 

@@ -124,6 +124,9 @@ def cmd_finetune(a) -> int:
             if key in flags and isinstance(config.get(key), dict):
                 flags[key] = {**config[key], **flags[key]}
         record = finetune_run({**config, **flags}, a.out, overwrite=a.overwrite, progress=not a.json, log=_log(a))
+    from .distributed import is_main
+    if not is_main():  # under torchrun every rank trains; rank 0 alone reports
+        return 0
     if a.json:
         print(json.dumps(record, indent=1))
     if record.get("status") == "interrupted":

@@ -20,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from . import distributed
 from .classifier import ClipClassifier
 from .data import Task
 from .evaluation import evaluate_val
@@ -41,6 +42,8 @@ class TrainConfig:
     checkpoint_dir: str | None = None
     checkpoint_every: int = 0    # 0: only at the end (when checkpoint_dir is set)
     progress: bool = True
+    feature_cache: str | None = None  # a folder of image features LP reads instead of re-encoding (rftlab.cache)
+    distributed: bool | None = None  # None: data-parallel when launched by torchrun; True: required; False: never
 
     def __post_init__(self):
         checks = [("steps", self.steps >= 0), ("batch_size", self.batch_size >= 1),
@@ -52,6 +55,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} is out of range")
         if self.select not in ("last", "val_acc", "val_worst_group_acc"):
             raise ValueError(f"select={self.select!r}: choose 'last', 'val_acc' or 'val_worst_group_acc'")
+        if self.distributed not in (None, True, False):
+            raise ValueError(f"distributed={self.distributed!r}: choose None (automatic under torchrun), True or False")
 
     @property
     def warmup_steps(self) -> int:
@@ -104,7 +109,11 @@ def _set_rng_state(state: dict) -> None:
 
 class Trainer:
     """Runs one method on one task. ``fit()`` trains; every part is a plain method so widgets,
-    scripts and tests can drive it step by step (``step()``) too."""
+    scripts and tests can drive it step by step (``step()``) too.
+
+    Under ``torchrun`` (or ``TrainConfig(distributed=True)``) it trains data-parallel: each rank
+    takes its shard of every global batch of ``config.batch_size``; see ``rftlab.distributed``
+    and docs/distributed.md."""
 
     def __init__(self, method: Method | str, clip, task: Task, config: TrainConfig | None = None,
                  classifier: ClipClassifier | None = None, callbacks: list[Callable] = (), **hparams):
@@ -112,7 +121,9 @@ class Trainer:
         self.clip = clip
         self.task = task
         self.config = config or TrainConfig()
-        self.device = pick_device(self.config.device)
+        self.ranks = distributed.start(self.config.distributed, pick_device(self.config.device))
+        self.ranks.shard_size(self.config.batch_size)
+        self.device = self.ranks.device
         seed_everything(self.config.seed)
         if classifier is None:
             classifier = ClipClassifier.zeroshot(clip, task.classnames, task.templates)
@@ -120,12 +131,14 @@ class Trainer:
             raise ValueError(f"the classifier has {classifier.num_classes} classes but task "
                              f"{task.name!r} has {task.num_classes}")
         self.classifier = classifier.to(self.device)
+        self.ranks.broadcast_module(self.classifier)  # every rank starts from rank 0's weights
         self.callbacks = list(callbacks)
         self.history: list[dict] = []
         self.step_count = 0
         self._best: tuple[float, int, dict] | None = None
-        self.method.config = self.config
+        self.method.config, self.method.ranks = self.config, self.ranks
         self.method.setup(self.classifier, task, clip)
+        self.ranks.sync_batchnorm(self.classifier)  # after setup: frozen references keep plain BatchNorm
         self.params = [p for p in self.method.parameters(self.classifier)]
         for p in self.classifier.parameters():
             p.requires_grad_(False)
@@ -143,8 +156,8 @@ class Trainer:
 
     def _batches(self):
         if self._stream is None:
-            self._stream = self.task.train.batches(self.config.batch_size, self.clip.preprocess,
-                                                   shuffle=True, seed=self.config.seed, start=self.step_count)
+            self._stream = self.ranks.batches(self.task.train, self.config.batch_size, self.clip.preprocess,
+                                              seed=self.config.seed, start=self.step_count)
         return self._stream
 
     def _emit(self, event: str, info: dict) -> None:
@@ -161,25 +174,27 @@ class Trainer:
         with self._autocast():
             terms = self.method.loss(self.classifier, images, labels, self.step_count)
         loss = terms["loss"]
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"the loss became {loss.item()} at step {self.step_count}")
+        shown = self.ranks.mean_terms(terms)  # the whole batch's terms (``terms`` itself on one process)
+        if not torch.isfinite(shown["loss"]):
+            raise FloatingPointError(f"the loss became {shown['loss'].item()} at step {self.step_count}")
         factor = lr_factor(self.step_count, cfg.steps, cfg.warmup_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.lr * factor
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.ranks.average_grads(self.params)
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
         self.optimizer.step()
         self.method.after_step(self.classifier, self.step_count, cfg.steps)
         self.step_count += 1
-        rec = {"step": self.step_count, "lr": cfg.lr * factor, **{k: float(v.detach()) for k, v in terms.items()}}
+        rec = {"step": self.step_count, "lr": cfg.lr * factor, **{k: float(v.detach()) for k, v in shown.items()}}
         self.history.append(rec)
         return rec
 
     def validate(self) -> dict:
         self.method.refresh_head(self.classifier)
-        metrics = evaluate_val(self.classifier, self.task, self.clip.preprocess)
+        metrics = self.ranks.on_main(evaluate_val, self.classifier, self.task, self.clip.preprocess)
         rec = {"step": self.step_count, **metrics}
         self.history.append(rec)
         key = self.config.select
@@ -192,7 +207,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, path: str | Path) -> Path:
+        """Rank 0 writes (the ranks hold the same state); every rank returns once it is written."""
         path = Path(path)
+        if not self.ranks.is_main:
+            self.ranks.barrier()
+            return path
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({
             "arch": self.clip.arch, "pretrained": self.clip.pretrained, "task": self.task.name,
@@ -202,6 +221,7 @@ class Trainer:
             "step": self.step_count, "history": self.history, "rng": _rng_state(),
             "method_state": self.method.state_dict(),
         }, path)
+        self.ranks.barrier()
         return path
 
     def load_checkpoint(self, path: str | Path) -> None:
@@ -236,7 +256,7 @@ class Trainer:
             return result
         from tqdm.auto import tqdm
         bar = tqdm(total=cfg.steps, initial=self.step_count, desc=f"{self.method.name} on {self.task.name}",
-                   disable=not cfg.progress, leave=False)
+                   leave=False, **({} if cfg.progress and self.ranks.is_main else {"disable": True}))  # else TQDM_DISABLE decides
         self._emit("start", {"trainer": self})
         try:
             while self.step_count < cfg.steps:
@@ -250,10 +270,12 @@ class Trainer:
                     self.save_checkpoint(Path(cfg.checkpoint_dir) / "last.pt")
         except KeyboardInterrupt:
             result.interrupted = True
-            warnings.warn(f"training interrupted at step {self.step_count}: the model and history so far are kept")
+            if self.ranks.is_main:
+                warnings.warn(f"training interrupted at step {self.step_count}: the model and history so far are kept")
         except FloatingPointError as err:
             result.stopped = f"{err}; stopped with the last good weights (lower the learning rate?)"
-            warnings.warn(result.stopped)
+            if self.ranks.is_main:
+                warnings.warn(result.stopped)
         finally:
             bar.close()
         if self._best is not None and not result.interrupted and result.stopped is None:

@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from ..distributed import Ranks
+
 
 @dataclass(frozen=True)
 class HParam:
@@ -40,6 +42,7 @@ class Method:
     paper_recipe: dict = {}     # the published recipe (ImageNet, ViT-B/16), for real models
 
     config = None  # the TrainConfig, set by the Trainer before setup()
+    ranks = Ranks()  # the data-parallel ranks, set by the Trainer; one process unless under torchrun
 
     @property
     def seed(self) -> int:

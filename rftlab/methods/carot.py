@@ -48,8 +48,8 @@ class CaRot(FLYP):
         loss = flyp + self.lambda_oc * oc + self.lambda_x * x
         if step > 0:  # no distillation at step 0
             with torch.no_grad():
-                t_img = encode_image(self.teacher, images)
-                t_txt = encode_text(self.teacher, caps)
+                t_img = self.ranks.gather(encode_image(self.teacher, images))
+                t_txt = self.ranks.gather(encode_text(self.teacher, caps))
                 t_logits = self.teacher.logit_scale.exp() * t_img @ t_txt.t()
             logits = scale * img @ txt.t()
             sd = self_distillation(logits, logits.t(), t_logits, t_logits.t())

@@ -30,12 +30,13 @@ class FLYP(Method):
         return list(classifier.clip.parameters())
 
     def captions(self, labels, step):
-        return self.bank.sample(labels, step_generator(self.seed, step))
+        # drawn for the global batch, then sliced: each rank gets the captions of its rows
+        return self.ranks.shard(self.bank.sample(self.ranks.gather(labels), step_generator(self.seed, step)))
 
     def contrastive(self, classifier, images, captions):
         model = classifier.clip
-        img = encode_image(model, images)
-        txt = encode_text(model, captions)
+        img = self.ranks.gather_with_grad(encode_image(model, images))  # the global batch's features
+        txt = self.ranks.gather_with_grad(encode_text(model, captions))
         scale = model.logit_scale.exp()
         return img, txt, scale, clip_loss(img, txt, scale)
 

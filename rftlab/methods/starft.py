@@ -44,17 +44,19 @@ class StarFT(FLYP):
     def loss(self, classifier, images, labels, step):
         model = classifier.clip
         g = step_generator(self.seed, step)
-        caps = self.bank.sample(labels, g)
-        spur = self.spurious.sample(labels, g)
-        img = encode_image(model, images)
-        txt, stxt = encode_text(model, torch.cat([caps, spur])).split(len(labels))
+        rk = self.ranks  # one process: every rk.* call is the identity
+        all_labels = rk.gather(labels)  # captions are drawn for the global batch; each rank takes its rows
+        caps = rk.shard(self.bank.sample(all_labels, g))
+        spur = rk.shard(self.spurious.sample(all_labels, g))
+        img = rk.gather_with_grad(encode_image(model, images))
+        txt, stxt = (rk.gather_with_grad(t) for t in encode_text(model, torch.cat([caps, spur])).split(len(labels)))
         flyp = clip_loss(img, txt, model.logit_scale.exp())
         with torch.no_grad():
-            t_img = encode_image(self.teacher, images)
-            t_stxt = encode_text(self.teacher, spur)
+            t_img = rk.gather(encode_image(self.teacher, images))
+            t_stxt = rk.gather(encode_text(self.teacher, spur))
         z = self.s0 * img @ stxt.t()
         z0 = self.s0 * t_img @ t_stxt.t()
-        kl = spurious_alignment_kl(z, z0, labels)
+        kl = spurious_alignment_kl(z, z0, all_labels)
         total = self.config.steps if self.config else 1
         lam = self.weight(step, total)
         return {"loss": flyp + lam * kl, "clip": flyp, "spurious_kl": kl, "lambda_e": torch.tensor(lam)}
