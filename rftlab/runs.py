@@ -407,52 +407,15 @@ def _execute(resolved: dict, folder: Path | None, resume: bool, callbacks, progr
 
 
 # ---------------------------------------------------------------------- WiSE-FT curves
-def _interpolate(sd0: dict, sd1: dict, alpha: float) -> dict:
-    """WiSE-FT's interpolation, with tensors equal at both ends kept bit for bit (so an
-    unchanged image tower keeps its feature-cache key)."""
-    from .methods import wise_ft
-    out = wise_ft(sd0, sd1, alpha)
-    for k, a in sd0.items():
-        if torch.equal(a, sd1[k]):
-            out[k] = a.clone()
-    return out
-
-
 def wise_curve(classifier0, classifier1, task, transform, alphas=DEFAULT_ALPHAS, cache=None,
                batch_size: int = 256) -> list[dict]:
-    """Metrics of ``(1 - alpha) * theta0 + alpha * theta1`` at each alpha: one row per alpha.
-
-    When the image towers are identical (LP, or any head-only method) the curve interpolates
-    heads on features encoded once; otherwise each alpha is evaluated in full, through
-    ``cache`` when one is given."""
-    from tqdm.auto import tqdm
-
-    from .cache import as_cache, cached_encode_split, image_tower
-    from .evaluation import evaluate
-    alphas = [float(a) for a in alphas]
-    bad = [a for a in alphas if not 0.0 <= a <= 1.0]
-    if not alphas or bad:
-        raise ValueError(f"alphas must be numbers in [0, 1] (0 = zero-shot, 1 = fine-tuned); got {alphas}")
-    cache = as_cache(cache)
-    sd0 = {k: v.detach().to(classifier1.head.device) for k, v in classifier0.state_dict().items()}
-    sd1 = {k: v.detach() for k, v in classifier1.state_dict().items()}
-    probe = copy.deepcopy(classifier1).eval()
-    head_only = _same_state(image_tower(classifier0).state_dict(), image_tower(classifier1).state_dict())
-    feats = None
-    if head_only:
-        feats = {k: cached_encode_split(classifier1, s, transform, batch_size, cache=cache)
-                 for k, s in task.eval_splits().items()}
-    rows = []
-    for a in tqdm(alphas, desc="WiSE-FT curve", leave=False):
-        with torch.no_grad():
-            probe.load_state_dict(_interpolate(sd0, sd1, a))
-            if head_only:
-                head, scale = probe.head.detach().float().cpu(), probe.scale.cpu()
-                metrics = task.evaluate({k: scale * f @ head for k, f in feats.items()})
-            else:
-                metrics = evaluate(probe, task, transform, batch_size, cache=cache)
-        rows.append({"alpha": a, "metrics": metrics})
-    return rows
+    """Metrics of ``(1 - alpha) * theta0 + alpha * theta1`` at each alpha, one row
+    ``{"alpha", "metrics"}`` per alpha (:func:`rftlab.analysis.wise_sweep`, which interpolates
+    heads on features encoded once when the image towers are identical)."""
+    from .analysis.distortion import wise_sweep
+    rows = wise_sweep(classifier0, classifier1, task, transform, alphas, progress=True, cache=cache,
+                      batch_size=batch_size)
+    return [{"alpha": r.pop("alpha"), "metrics": r} for r in rows]
 
 
 def load_run_classifiers(folder: str | os.PathLike, device: str | None = None):

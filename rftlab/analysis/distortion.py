@@ -225,22 +225,43 @@ def wise_interpolate(classifier0, classifier1, alpha: float):
     return out
 
 
-def wise_sweep(classifier0, classifier1, task, transform, alphas=ALPHAS, progress: bool = False) -> list[dict]:
+def wise_sweep(classifier0, classifier1, task, transform, alphas=ALPHAS, progress: bool = False,
+               cache=None, batch_size: int = 256) -> list[dict]:
     """Metrics of the WiSE-FT interpolation at each alpha (0 = classifier0, 1 = classifier1):
-    rows of ``{"alpha": a, **rftlab.evaluate(...)}``."""
+    rows of ``{"alpha": a, **rftlab.evaluate(...)}``.
+
+    When the image towers are identical (LP, or any head-only method) heads are interpolated on
+    features encoded once; otherwise each alpha is evaluated in full, through ``cache`` (a
+    :class:`~rftlab.cache.FeatureCache` or a folder) when one is given."""
     from tqdm.auto import tqdm
 
+    from ..cache import as_cache, cached_encode_split, image_tower
     from ..evaluation import evaluate
     from ..methods import wise_ft
+    alphas = [float(a) for a in alphas]
+    bad = [a for a in alphas if not 0.0 <= a <= 1.0]
+    if not alphas or bad:
+        raise ValueError(f"alphas must be numbers in [0, 1] (0 = zero-shot, 1 = fine-tuned); got {alphas}")
     check_pair(classifier0, classifier1)
     check_classes(classifier1, task)
-    sd0, sd1 = classifier0.state_dict(), classifier1.state_dict()
-    probe = copy.deepcopy(classifier1)
+    cache = as_cache(cache)
+    sd0 = {k: v.detach().to(classifier1.head.device) for k, v in classifier0.state_dict().items()}
+    sd1 = {k: v.detach() for k, v in classifier1.state_dict().items()}
+    t0, t1 = image_tower(classifier0).state_dict(), image_tower(classifier1).state_dict()
+    head_only = t0.keys() == t1.keys() and all(torch.equal(t0[k], t1[k].to(t0[k].device)) for k in t0)
+    feats = {k: cached_encode_split(classifier1, s, transform, batch_size, cache=cache)
+             for k, s in task.eval_splits().items()} if head_only else None
+    probe = copy.deepcopy(classifier1).eval()
     rows = []
-    for a in tqdm(alphas, desc="WiSE-FT sweep", disable=not progress):
+    for a in tqdm(alphas, desc="WiSE-FT sweep", leave=False, **({} if progress else {"disable": True})):
         with torch.no_grad():
             probe.load_state_dict(wise_ft(sd0, sd1, a))
-        rows.append({"alpha": a, **evaluate(probe, task, transform)})
+            if head_only:
+                head, scale = probe.head.detach().float().cpu(), probe.scale.cpu()
+                metrics = task.evaluate({k: scale * f @ head for k, f in feats.items()})
+            else:
+                metrics = evaluate(probe, task, transform, batch_size, cache=cache)
+        rows.append({"alpha": a, **metrics})
     return rows
 
 

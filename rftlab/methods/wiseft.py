@@ -9,7 +9,8 @@ from .ft import FT
 
 def wise_ft(state_dict0: dict, state_dict1: dict, alpha: float) -> dict:
     """(1 - alpha) * theta0 + alpha * theta1 over floating tensors; other tensors (integer
-    buffers such as BatchNorm's step counter) are copied from the nearer endpoint."""
+    buffers such as BatchNorm's step counter) are copied from the nearer endpoint. Tensors equal
+    at both ends are copied bit for bit (an unchanged image tower keeps its feature-cache key)."""
     if not 0.0 <= float(alpha) <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1] (0 = theta0, 1 = fine-tuned); got {alpha}")
     if state_dict0.keys() != state_dict1.keys():
@@ -23,7 +24,7 @@ def wise_ft(state_dict0: dict, state_dict1: dict, alpha: float) -> dict:
         if a.shape != b.shape:
             raise ValueError(f"tensor {k!r} has shape {tuple(a.shape)} in one state dict and "
                              f"{tuple(b.shape)} in the other: different architectures")
-        if a.is_floating_point() and alpha not in (0, 1):
+        if a.is_floating_point() and alpha not in (0, 1) and not torch.equal(a, b.to(a.device)):
             out[k] = (1 - alpha) * a + alpha * b.to(a.dtype)
         else:
             out[k] = (a if alpha < 0.5 else b).clone()
