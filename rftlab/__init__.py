@@ -57,6 +57,11 @@ _EXPORTS = {
     "calibration_report": "rftlab.analysis",
     "embedding_drift": "rftlab.analysis",
     "Projector": "rftlab.analysis",
+    # widgets
+    "TrainPanel": "rftlab.widgets.train_panel",
+    "DriftExplorer": "rftlab.widgets.drift",
+    "SpuriosityProbe": "rftlab.widgets.spuriosity",
+    "CalibrationView": "rftlab.widgets.calibration",
     # evaluation
     "evaluate": "rftlab.evaluation",
     "encode_split": "rftlab.evaluation",

@@ -36,7 +36,7 @@ def build(module, execute: bool = True) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if execute:
         from nbclient import NotebookClient
-        NotebookClient(nb, timeout=900, kernel_name="python3",
+        NotebookClient(nb, timeout=900, kernel_name="python3", store_widget_state=False,  # plotly.js per widget: MBs
                        resources={"metadata": {"path": str(path.parent)}}).execute()
     nbformat.write(nb, path)
     return path
