@@ -189,6 +189,15 @@ def test_description_shift_and_ranking_follow_a_known_pull(zs, small_spurious, c
                                  features0=f0, features=f2, by="place")
     assert max(by_gap, key=lambda r: r["gap_change"])["description"] == "on the water"
     assert by_gap[0]["description"] == "on the water"
+    pulled_everywhere = torch.nn.functional.normalize(f2 + 0.6 * t, dim=-1)  # "snow" pulled on all images
+    by_pull = A.rank_descriptions(zs, zs, small_spurious, tok, candidates=["on the water", "in the snow"],
+                                  features0=f0, features=pulled_everywhere, by="place")
+    by_sep = A.rank_descriptions(zs, zs, small_spurious, tok, candidates=["on the water", "in the snow"],
+                                 features0=f0, features=pulled_everywhere, by="place", sort="gap_change")
+    assert by_pull[0]["description"] == "in the snow" and by_sep[0]["description"] == "on the water"
+    with pytest.raises(ValueError, match="gap_change"):
+        A.rank_descriptions(zs, zs, small_spurious, tok, candidates=["in the snow"], by=None, sort="gap_change",
+                            features0=f0, features=f1)
     top = A.rank_descriptions(zs, zs, small_spurious, tok, features0=f0, features=f1, top=3,
                               candidates=lambda task: ["{} " + p for p in ("in the snow", "on the sand")])
     assert len(top) == 2 and top[0]["description"] == "{} in the snow"

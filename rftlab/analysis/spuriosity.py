@@ -212,7 +212,8 @@ def _gap(a: torch.Tensor, s: Split, by: str) -> torch.Tensor:
 def rank_descriptions(theta0, theta, data: Task | Split, tokenizer, transform=None, *,
                       candidates: Sequence[str] | Callable | None = None, by: str | None = "group",
                       split: str = "test", features0: torch.Tensor | None = None,
-                      features: torch.Tensor | None = None, top: int | None = None) -> list[dict]:
+                      features: torch.Tensor | None = None, top: int | None = None,
+                      sort: str = "change") -> list[dict]:
     """Candidate descriptions ranked by how much fine-tuning increased their pull.
 
     The pull of t under a model is its mean alignment over the split's images. Rows (largest
@@ -221,8 +222,11 @@ def rank_descriptions(theta0, theta, data: Task | Split, tokenizer, transform=No
     images of the same class by ``by`` (per class, the largest minus the smallest mean alignment
     over the values of ``by``, averaged over classes; for ``by="label"``, over classes instead).
     With ``by="group"`` or ``"place"`` on a Waterbirds-like task that is the spurious attribute. ``candidates``: a list,
-    a callable (called with the task), or None for :func:`candidate_descriptions`.
+    a callable (called with the task), or None for :func:`candidate_descriptions`. ``sort``:
+    ``"change"`` (the pull) or ``"gap_change"`` (the separation, which needs ``by``).
     """
+    if sort not in ("change", "gap_change") or (sort == "gap_change" and by is None):
+        raise ValueError(f"sort={sort!r}: choose 'change', or 'gap_change' together with a metadata key in by=")
     check_pair(theta0, theta)
     s, task = resolve_split(data, split)
     if candidates is None or callable(candidates):
@@ -237,7 +241,7 @@ def rank_descriptions(theta0, theta, data: Task | Split, tokenizer, transform=No
         gap0, gap1 = _gap(a0, s, by), _gap(a1, s, by)
         for k, r in enumerate(rows):
             r.update(gap_before=gap0[k].item(), gap_after=gap1[k].item(), gap_change=(gap1[k] - gap0[k]).item())
-    rows.sort(key=lambda r: r["change"], reverse=True)
+    rows.sort(key=lambda r: r[sort], reverse=True)
     for i, r in enumerate(rows):
         r["rank"] = i + 1
     return rows[:top] if top else rows
