@@ -22,7 +22,7 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".rftlab-installed"
 # The whole suite, notebooks included (in smoke mode): the command CI runs.
-TEST_ARGS = ["-m", "pytest", "tests", "notebooks", "--nbval-lax", "--nbval-current-env",
+TEST_ARGS = ["-m", "pytest", "tests", "notebooks", "tutorials", "--nbval-lax", "--nbval-current-env",
              "--nbval-sanitize-with", "tests/nbval_sanitize.cfg", "-p", "no:cacheprovider"]
 
 
