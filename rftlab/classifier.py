@@ -24,6 +24,7 @@ class ClipClassifier(nn.Module):
         if scale is None:
             scale = float(clip_model.logit_scale.exp().item())
         self.register_buffer("scale", torch.tensor(float(scale)))
+        self.train(clip_model.training)  # a wrapper must not flip the CLIP it wraps into train mode later
 
     @classmethod
     def zeroshot(cls, clip, classnames, templates, scale: float | None = None) -> "ClipClassifier":

@@ -33,3 +33,22 @@ def pytest_collection_modifyitems(config, items):
         if hasattr(item, "skip_compare"):
             item.skip_compare += ("text/html", "application/vnd.plotly.v1+json",
                                   "application/vnd.jupyter.widget-view+json", "image/png")
+
+
+@pytest.fixture(autouse=True)
+def _shared_clip_is_left_untouched(request):
+    """The session's ``clip`` is shared by every test: a test that trains or converts it in
+    place (instead of a copy) would change what later tests see."""
+    if "clip" not in request.fixturenames:
+        yield
+        return
+    clip = request.getfixturevalue("clip")
+    before = {k: v.detach().clone() for k, v in clip.model.state_dict().items()}
+    kinds = [type(m) for m in clip.model.modules()]
+    mode = clip.model.training
+    yield
+    after = clip.model.state_dict()
+    changed = [k for k in before if k not in after or not torch.equal(before[k], after[k])]
+    assert not changed, f"this test changed the shared clip fixture in place (e.g. {changed[:3]}): copy it"
+    assert kinds == [type(m) for m in clip.model.modules()], "this test swapped modules of the shared clip: copy it"
+    assert clip.model.training == mode, "this test switched the shared clip between train and eval mode: copy it"
