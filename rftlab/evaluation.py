@@ -7,6 +7,7 @@ import torch
 
 from .cache import as_cache, cached_encode_split
 from .data import Split, Task
+from .metrics import ece
 
 
 @torch.no_grad()
@@ -45,11 +46,13 @@ def evaluate(classifier, task: Task, transform: Callable, batch_size: int = 256,
 
 
 def evaluate_val(classifier, task: Task, transform: Callable, batch_size: int = 256, cache=None) -> dict:
-    """Accuracy (and worst-group accuracy where there are groups) on val: for model selection.
+    """Accuracy, ECE (and worst-group accuracy where there are groups) on val: for model selection
+    and the live curves.
     ``cache``: as in :func:`predict`."""
     logits = predict(classifier, task.val, transform, batch_size, cache)
     scored, labels = task.val.score(logits)  # masked to a class subset or pooled, as the test sets are
-    out = {"val_acc": (scored.argmax(1) == labels).float().mean().item()}
+    out = {"val_acc": (scored.argmax(1) == labels).float().mean().item(),
+           "val_ece": ece(scored.float().softmax(1), labels)}
     if task.has_groups and "group" in task.val.meta:
         out["val_worst_group_acc"] = task.group_metrics(logits, split="val")["worst_group_acc"]
     return out

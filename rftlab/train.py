@@ -146,6 +146,7 @@ class Trainer:
             p.requires_grad_(True)
         self.optimizer = torch.optim.AdamW(self.params, lr=self.config.lr, weight_decay=self.config.weight_decay) \
             if self.params and self.method.trainable else None
+        self._stop_requested = False
         self._stream = None
 
     # ------------------------------------------------------------------ pieces
@@ -191,6 +192,11 @@ class Trainer:
         rec = {"step": self.step_count, "lr": cfg.lr * factor, **{k: float(v.detach()) for k, v in shown.items()}}
         self.history.append(rec)
         return rec
+
+    def request_stop(self) -> None:
+        """Ask :meth:`fit` to stop after the current step (from a callback or another thread):
+        the weights and history reached are kept, as with Ctrl-C."""
+        self._stop_requested = True
 
     def validate(self) -> dict:
         self.method.refresh_head(self.classifier)
@@ -259,7 +265,8 @@ class Trainer:
                    leave=False, **({} if cfg.progress and self.ranks.is_main else {"disable": True}))  # else TQDM_DISABLE decides
         self._emit("start", {"trainer": self})
         try:
-            while self.step_count < cfg.steps:
+            self._stop_requested = False
+            while self.step_count < cfg.steps and not self._stop_requested:
                 rec = self.step()
                 bar.update(1)
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", refresh=False)
@@ -268,6 +275,7 @@ class Trainer:
                     self._emit("eval", self.validate())
                 if cfg.checkpoint_dir and cfg.checkpoint_every and self.step_count % cfg.checkpoint_every == 0:
                     self.save_checkpoint(Path(cfg.checkpoint_dir) / "last.pt")
+            result.interrupted = self.step_count < cfg.steps  # request_stop() ended the loop early
         except KeyboardInterrupt:
             result.interrupted = True
             if self.ranks.is_main:

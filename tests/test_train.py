@@ -140,3 +140,15 @@ def test_head_and_task_mismatch_is_refused(clip, small_spurious, small_shift):
         rftlab.Trainer("ft", _fresh(clip), small_spurious, _cfg(), classifier=clf)
     with pytest.raises(ValueError, match="build its head"):
         rftlab.evaluate(clf, small_spurious, clip.preprocess)
+
+
+def test_request_stop_from_a_callback_keeps_the_weights_reached(clip, small_spurious):
+    c = copy.copy(clip)
+    c.model = copy.deepcopy(clip.model)
+    cfg = rftlab.TrainConfig(steps=20, batch_size=16, eval_every=0, progress=False)
+    trainer = rftlab.Trainer("ft", c, small_spurious, cfg)
+    before = copy.deepcopy(trainer.classifier.head.detach())
+    trainer.callbacks.append(lambda event, info: event == "step" and info["step"] == 3 and trainer.request_stop())
+    result = trainer.fit()
+    assert result.interrupted and result.step == 3 and len(result.history) == 3
+    assert not torch.equal(result.classifier.head.detach(), before)  # the three steps are kept

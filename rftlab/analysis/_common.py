@@ -150,9 +150,7 @@ def subsample(data: Task | Split, n: int, seed: int = 0, by: str | None = "group
         idx = torch.tensor(sorted(take))
     else:
         idx = torch.randperm(len(data), generator=g)[:n].sort().values
-    images = data.images[idx] if isinstance(data.images, torch.Tensor) else [data.images[int(i)] for i in idx]
-    return Split(data.name, images, data.labels[idx], {k: torch.as_tensor(v)[idx] for k, v in data.meta.items()},
-                 data.load_image)
+    return data.select(idx)  # keeps the image loader, class subset and pool
 
 
 def image_features(model, split: Split, transform=None, features: torch.Tensor | None = None,

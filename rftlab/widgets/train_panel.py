@@ -11,9 +11,8 @@ import torch
 from plotly.subplots import make_subplots
 
 from ..data import Task
-from ..evaluation import evaluate, predict
+from ..evaluation import evaluate
 from ..methods import METHODS, get_method
-from ..metrics import ece
 from ..train import TrainConfig, Trainer, TrainResult
 from ._helpers import LiveFigure, Messages, Panel, Throttle, check_compatible, hparam_widget, html_table
 
@@ -22,11 +21,6 @@ CONFIG_FIELDS = ("steps", "lr", "batch_size", "eval_every", "seed")
 RESULT_COLUMNS = ["run", "method", "task", "model", "hparams", "steps", "id_acc", "worst_group_acc",
                   "mean_ood_acc", "ece", "seconds", "note"]
 _NOT_LOSS = {"step", "lr"}
-
-
-class _Stop(KeyboardInterrupt):
-    """Raised from the trainer's step callback when Stop was pressed: the trainer treats it as
-    Ctrl-C and keeps the weights it reached."""
 
 
 class TrainPanel(Panel):
@@ -298,16 +292,12 @@ class TrainPanel(Panel):
             self.progress.value = min(info["step"], self.progress.max)
             self.progress.description = f"step {info['step']}"
             self._redraw()
-            if self._stop.is_set():
-                raise _Stop()
+            if self._stop.is_set() and self._current is not None:
+                self._current.request_stop()  # the trainer ends after this step and keeps its weights
         elif event == "eval":
             for k, v in info.items():
-                if k != "step":
+                if k != "step" and (self.val_ece or k != "val_ece"):
                     self._add_point(k, info["step"], v)
-            if self.val_ece and self._current is not None:
-                tr = self._current
-                logits = predict(tr.classifier, tr.task.val, tr.clip.preprocess)
-                self._add_point("val_ece", info["step"], ece(logits.softmax(1), tr.task.val.labels))
             self._redraw(force=True)
 
     # ------------------------------------------------------------------ curves
@@ -325,8 +315,8 @@ class TrainPanel(Panel):
                 xs, ys = curves.setdefault(k, ([], []))
                 xs.append(rec.get("step", 0))
                 ys.append(float(v))
-        if "val_ece" in self.curves:
-            curves["val_ece"] = self.curves["val_ece"]
+        if not self.val_ece:
+            curves.pop("val_ece", None)
         self.curves = curves
 
     def _reset_curves(self, steps: int) -> None:
