@@ -268,30 +268,6 @@ def _state_cpu(module) -> dict:
     return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
 
-def _same_state(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-class _Watch:
-    """Records, on one method instance, whether ``run`` replaced the step loop and the weights
-    handed to ``finish`` (the fine-tuned endpoint, before WiSE-FT-style post-processing)."""
-
-    def __init__(self, method):
-        self.custom, self.endpoint = False, None
-        run, finish = method.run, method.finish
-
-        def watched_run(trainer):
-            result = run(trainer)
-            self.custom = result is not None
-            return result
-
-        def watched_finish(classifier):
-            self.endpoint = _state_cpu(classifier)
-            return finish(classifier)
-
-        method.run, method.finish = watched_run, watched_finish
-
-
 def finetune_run(config: dict, out: str | os.PathLike | None = None, overwrite: bool = False,
                  callbacks: list[Callable] = (), progress: bool = True, log: Callable = print) -> dict:
     """Train as ``config`` says; with ``out``, keep everything in that run folder.
@@ -370,7 +346,6 @@ def _execute(resolved: dict, folder: Path | None, resume: bool, callbacks, progr
         folder.mkdir(parents=True, exist_ok=True)
         _write_json(folder / CONFIG_FILE, resolved)
     trainer.feature_cache = cache
-    watch = _Watch(trainer.method)
     start = None
     if resume:
         if ckpt.exists() and _checkpoint_method(ckpt) == resolved["method"]:
@@ -382,7 +357,7 @@ def _execute(resolved: dict, folder: Path | None, resume: bool, callbacks, progr
     log(f"{resolved['method']} on {task.name} ({len(task.train)} training images, {per_epoch} steps per epoch), "
         f"{cfg.steps} steps" + (f", run folder {folder}" if folder else ""))
     res = trainer.fit(resume=start)
-    if watch.custom and folder is not None:   # methods that are not a step loop (LP, soups) leave no checkpoint
+    if res.custom_loop and folder is not None:   # methods that are not a step loop (LP, soups) leave no checkpoint
         trainer.save_checkpoint(ckpt)          # (every rank calls it: it synchronises them)
     if writes:
         _write_json(folder / HISTORY_FILE, trainer.history)
@@ -397,9 +372,8 @@ def _execute(resolved: dict, folder: Path | None, resume: bool, callbacks, progr
     record["status"] = "complete"
     if writes:
         final = _state_cpu(res.classifier)
-        endpoint = watch.endpoint if watch.endpoint is not None and not _same_state(watch.endpoint, final) else None
         torch.save({"arch": clip.arch, "pretrained": clip.pretrained, "method": resolved["method"],
-                    "task": task.name, "classifier": final, "endpoint": endpoint,
+                    "task": task.name, "classifier": final, "endpoint": res.endpoint,
                     "start_weights": start_weights}, folder / MODEL_FILE)
         _write_json(folder / METRICS_FILE, record)
         log(f"wrote {folder}: {CONFIG_FILE}, {CHECKPOINT}, {MODEL_FILE}, {HISTORY_FILE}, {METRICS_FILE}, loss_curves.html")

@@ -15,7 +15,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -72,6 +72,8 @@ class TrainResult:
     stopped: str | None = None       # why training stopped early (non-finite loss...), None if it did not
     seconds: float = 0.0
     selected_step: int | None = None
+    custom_loop: bool = False        # the method trained outside the step loop (LP, soups)
+    endpoint: dict | None = None     # the fine-tuned weights before the method's finish() changed them (WiSE-FT)
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -245,6 +247,17 @@ class Trainer:
         _set_rng_state(ck["rng"])
         self._stream = None
 
+    def _finish(self, result: TrainResult) -> None:
+        """The method's post-processing; keeps the weights it started from as ``result.endpoint``
+        when it changed them (only methods that override ``finish`` pay for the copy)."""
+        if type(self.method).finish is Method.finish:
+            return
+        before = {k: v.detach().cpu().clone() for k, v in self.classifier.state_dict().items()}
+        result.classifier = self.method.finish(self.classifier)
+        after = result.classifier.state_dict()
+        if any(not torch.equal(before[k], v.detach().cpu()) for k, v in after.items()):
+            result.endpoint = before
+
     # ------------------------------------------------------------------ the loop
     def fit(self, resume: str | Path | None = None) -> TrainResult:
         cfg = self.config
@@ -253,12 +266,12 @@ class Trainer:
         t0 = time.time()
         custom = self.method.run(self)
         if custom is not None:
-            custom.seconds = time.time() - t0
+            custom.seconds, custom.custom_loop = time.time() - t0, True
             return custom
         result = TrainResult(self.classifier, self.history)
         if not self.method.trainable or cfg.steps == 0:
             self.method.refresh_head(self.classifier)
-            result.classifier = self.method.finish(self.classifier)
+            self._finish(result)
             return result
         from tqdm.auto import tqdm
         bar = tqdm(total=cfg.steps, initial=self.step_count, desc=f"{self.method.name} on {self.task.name}",
@@ -292,7 +305,8 @@ class Trainer:
         if cfg.checkpoint_dir:
             self.save_checkpoint(Path(cfg.checkpoint_dir) / "last.pt")
         self.method.refresh_head(self.classifier)
-        result.classifier = self.method.finish(self.classifier) if not result.interrupted else self.classifier
+        if not result.interrupted:
+            self._finish(result)
         result.step = self.step_count
         result.seconds = time.time() - t0
         self.classifier.eval()

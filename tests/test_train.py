@@ -152,3 +152,13 @@ def test_request_stop_from_a_callback_keeps_the_weights_reached(clip, small_spur
     result = trainer.fit()
     assert result.interrupted and result.step == 3 and len(result.history) == 3
     assert not torch.equal(result.classifier.head.detach(), before)  # the three steps are kept
+
+
+def test_result_keeps_the_endpoint_a_finish_changed(clip, small_spurious):
+    cfg = rftlab.TrainConfig(steps=2, batch_size=16, eval_every=0, progress=False)
+    wise = rftlab.finetune("wise-ft", clip, small_spurious, cfg, alpha=0.5)
+    ft = rftlab.finetune("ft", clip, small_spurious, cfg)
+    assert ft.endpoint is None and not ft.custom_loop  # FT's finish changes nothing
+    for k, v in ft.classifier.state_dict().items():     # same seed: WiSE-FT's endpoint is the FT run
+        assert torch.allclose(wise.endpoint[k].float(), v.float()), k
+    assert rftlab.finetune("lp", clip, small_spurious, cfg).custom_loop
