@@ -13,10 +13,12 @@ also merges classes, scoring each merged class by the largest logit among its me
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
+import torch.utils.data
 
 from .metrics import accuracy, ece, nll
 
@@ -111,29 +113,104 @@ class Split:
         load = self.load_image or (lambda p: p)
         return torch.stack([transform(load(self.images[int(i)])) for i in index])
 
-    def batches(self, batch_size: int, transform: Callable, shuffle: bool = False, seed: int = 0,
-                start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Yield (images, labels, indices). With ``shuffle`` the stream is endless, epoch after epoch,
-        each epoch a permutation drawn from (seed, epoch); ``start`` skips that many batches,
-        which makes a resumed run see exactly the batches an uninterrupted one would."""
+    def index_batches(self, batch_size: int, shuffle: bool = False, seed: int = 0,
+                      start: int = 0) -> Iterator[torch.Tensor]:
+        """The index tensors of :meth:`batches`, without loading anything. With ``shuffle`` the
+        stream is endless, epoch after epoch, each epoch a permutation drawn from (seed, epoch)
+        with the last partial batch dropped; ``start`` skips that many batches."""
         n = len(self)
         if n == 0:
             raise ValueError(f"split {self.name!r} is empty: nothing to iterate over")
         if not shuffle:
             for i in range(0, n, batch_size):
-                idx = torch.arange(i, min(n, i + batch_size))
-                yield self.get(idx, transform), self.labels[idx], idx
+                yield torch.arange(i, min(n, i + batch_size))
             return
-        per_epoch = max(1, n // batch_size)  # drop the last partial batch when shuffling
+        per_epoch = max(1, n // batch_size)
         b, perm_epoch, perm = start, None, None
         while True:
             epoch, k = divmod(b, per_epoch)
             if epoch != perm_epoch:
                 perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
                 perm_epoch = epoch
-            idx = perm[k * batch_size:(k + 1) * batch_size]
-            yield self.get(idx, transform), self.labels[idx], idx
+            yield perm[k * batch_size:(k + 1) * batch_size]
             b += 1
+
+    def batches(self, batch_size: int, transform: Callable, shuffle: bool = False, seed: int = 0,
+                start: int = 0, workers: int | None = 0,
+                pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Yield (images, labels, indices). With ``shuffle`` the stream is endless, epoch after epoch,
+        each epoch a permutation drawn from (seed, epoch); ``start`` skips that many batches,
+        which makes a resumed run see exactly the batches an uninterrupted one would.
+
+        ``workers``: processes that read and transform images ahead of the consumer (a torch
+        DataLoader over this very index stream, so the batches are the same); None picks
+        :func:`default_workers`. ``pin_memory``: page-locked batches, for asynchronous copies
+        to a GPU (ignored without one)."""
+        return self.load(self.index_batches(batch_size, shuffle, seed, start), transform, workers, pin_memory)
+
+    def load(self, index_stream, transform: Callable, workers: int | None = 0,
+             pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(images, labels, indices) for each index tensor of ``index_stream``, in order;
+        ``workers`` and ``pin_memory`` as in :meth:`batches`."""
+        workers = default_workers(self) if workers is None else int(workers)
+        if workers < 0:
+            raise ValueError(f"workers={workers}: give 0 (load in this process) or more worker processes")
+        pin_memory = bool(pin_memory) and torch.cuda.is_available()
+        if workers == 0 and not pin_memory:
+            return ((self.get(idx, transform), self.labels[idx], idx) for idx in index_stream)
+        from torch.utils.data import DataLoader
+        return iter(DataLoader(_SplitBatches(self, transform), batch_sampler=_Stream(index_stream),
+                               collate_fn=_as_batch, num_workers=workers, pin_memory=pin_memory,
+                               prefetch_factor=4 if workers else None))
+
+
+WORKERS_ENV = "RFTLAB_WORKERS"
+
+
+def default_workers(split: Split) -> int:
+    """Loader processes for ``split``: 0 for images held in memory (the world's; a batch is one
+    tensor operation), else ``$RFTLAB_WORKERS`` or one per CPU core beyond the first, at most 8."""
+    if isinstance(split.images, torch.Tensor):
+        return 0
+    env = os.environ.get(WORKERS_ENV)
+    if env:
+        try:
+            return max(0, int(env))
+        except ValueError:
+            raise ValueError(f"${WORKERS_ENV}={env!r} is not a number of loader processes; "
+                             f"set it to 0 (no worker processes) or more") from None
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+class _Stream:
+    """An index stream as a DataLoader batch sampler (consumed once, in order)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def __iter__(self):
+        return iter(self.stream)
+
+
+class _SplitBatches(torch.utils.data.Dataset):
+    """A split as a DataLoader dataset that loads a whole batch per fetch (``__getitems__``)."""
+
+    def __init__(self, split: Split, transform: Callable):
+        self.split, self.transform = split, transform
+
+    def __len__(self):
+        return len(self.split)
+
+    def __getitem__(self, i):
+        return self.__getitems__([i])
+
+    def __getitems__(self, index):
+        idx = torch.as_tensor(index, dtype=torch.long)
+        return self.split.get(idx, self.transform), self.split.labels[idx], idx
+
+
+def _as_batch(batch):
+    return batch
 
 
 @dataclass

@@ -18,7 +18,6 @@ whose statistics cover the global batch (``torch.nn.SyncBatchNorm`` runs on GPUs
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -100,21 +99,14 @@ class Ranks:
         n = self.shard_size(len(x))
         return x[self.rank * n:(self.rank + 1) * n]
 
-    def batches(self, split, batch_size: int, transform: Callable, seed: int = 0,
-                start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def batches(self, split, batch_size: int, transform: Callable, seed: int = 0, start: int = 0,
+                workers: int | None = 0, pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """The shuffled training stream of ``split.batches``; on several ranks each yields its
-        shard of every global batch, loading only its own images."""
-        if not self.active:
-            return split.batches(batch_size, transform, shuffle=True, seed=seed, start=start)
+        shard of every global batch, loading only its own images (``workers`` and
+        ``pin_memory`` as in :meth:`rftlab.data.Split.batches`, per rank)."""
         self.shard_size(batch_size)
-        return self._shards(split, batch_size, transform, seed, start)
-
-    def _shards(self, split, batch_size, transform, seed, start):
-        # the same index stream as split.batches, from an image-less copy of the split
-        index_only = dataclasses.replace(split, images=torch.empty(len(split), 0), meta={}, load_image=None)
-        for _, _, idx in index_only.batches(batch_size, lambda x: x, shuffle=True, seed=seed, start=start):
-            mine = self.shard(idx)
-            yield split.get(mine, transform), split.labels[mine], mine
+        stream = split.index_batches(batch_size, shuffle=True, seed=seed, start=start)
+        return split.load(map(self.shard, stream), transform, workers, pin_memory)
 
     # ---- collectives (identity on one rank) ---------------------------------------------
     def gather(self, x: torch.Tensor) -> torch.Tensor:

@@ -13,12 +13,14 @@ from .metrics import ece
 @torch.no_grad()
 def encode_split(classifier, split: Split, transform: Callable, batch_size: int = 256,
                  device=None) -> torch.Tensor:
-    """Normalised image features of a whole split, (N, D), on the CPU."""
+    """Normalised image features of a whole split, (N, D), on the CPU. Images read from disk
+    are loaded by worker processes (:func:`rftlab.data.default_workers`)."""
     device = device or next(classifier.parameters()).device
     was = classifier.training
     classifier.eval()
-    out = [classifier.features(x.to(device)).float().cpu()
-           for x, _, _ in split.batches(batch_size, transform)]
+    device = torch.device(device)
+    out = [classifier.features(x.to(device, non_blocking=True)).float().cpu()
+           for x, _, _ in split.batches(batch_size, transform, workers=None, pin_memory=device.type == "cuda")]
     classifier.train(was)
     return torch.cat(out)
 

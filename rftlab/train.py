@@ -44,12 +44,18 @@ class TrainConfig:
     progress: bool = True
     feature_cache: str | None = None  # a folder of image features LP reads instead of re-encoding (rftlab.cache)
     distributed: bool | None = None  # None: data-parallel when launched by torchrun; True: required; False: never
+    workers: int | None = None   # loader processes; None: 0 for in-memory images, else one per spare core (<= 8)
+    pin_memory: bool | None = None   # page-locked batches; None: when training on CUDA
+    sync_every: int | None = None    # steps between host reads of the loss; None: 1 on CPU, 10 on CUDA
+    channels_last: bool | None = None  # NHWC convolutions; None: on CUDA for convolutional image towers
 
     def __post_init__(self):
         checks = [("steps", self.steps >= 0), ("batch_size", self.batch_size >= 1),
                   ("lr", self.lr > 0), ("weight_decay", self.weight_decay >= 0),
                   ("warmup", self.warmup >= 0), ("grad_clip", self.grad_clip >= 0),
-                  ("eval_every", self.eval_every >= 0), ("checkpoint_every", self.checkpoint_every >= 0)]
+                  ("eval_every", self.eval_every >= 0), ("checkpoint_every", self.checkpoint_every >= 0),
+                  ("workers", self.workers is None or self.workers >= 0),
+                  ("sync_every", self.sync_every is None or self.sync_every >= 1)]
         for name, ok in checks:
             if not ok:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} is out of range")
@@ -74,6 +80,13 @@ class TrainResult:
     selected_step: int | None = None
     custom_loop: bool = False        # the method trained outside the step loop (LP, soups)
     endpoint: dict | None = None     # the fine-tuned weights before the method's finish() changed them (WiSE-FT)
+
+
+def is_convolutional(model: torch.nn.Module) -> bool:
+    """Whether the image tower convolves beyond a patch embedding (ResNet, ConvNeXt, the world
+    CNN: channels_last pays off on GPUs), as opposed to a ViT's single patchifying conv."""
+    visual = getattr(model, "visual", model)
+    return sum(isinstance(m, torch.nn.Conv2d) for m in visual.modules()) > 1
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -126,6 +139,10 @@ class Trainer:
         self.ranks = distributed.start(self.config.distributed, pick_device(self.config.device))
         self.ranks.shard_size(self.config.batch_size)
         self.device = self.ranks.device
+        cuda = self.device.type == "cuda"
+        self.sync_every = self.config.sync_every or (10 if cuda else 1)
+        self.channels_last = (is_convolutional(clip.model) if cuda else False) \
+            if self.config.channels_last is None else bool(self.config.channels_last)
         seed_everything(self.config.seed)
         if classifier is None:
             classifier = ClipClassifier.zeroshot(clip, task.classnames, task.templates)
@@ -133,6 +150,8 @@ class Trainer:
             raise ValueError(f"the classifier has {classifier.num_classes} classes but task "
                              f"{task.name!r} has {task.num_classes}")
         self.classifier = classifier.to(self.device)
+        if self.channels_last:  # before setup, so the frozen references it copies are NHWC too
+            self.classifier.to(memory_format=torch.channels_last)
         self.ranks.broadcast_module(self.classifier)  # every rank starts from rank 0's weights
         self.callbacks = list(callbacks)
         self.history: list[dict] = []
@@ -150,6 +169,8 @@ class Trainer:
             if self.params and self.method.trainable else None
         self._stop_requested = False
         self._stream = None
+        self._pending: list[tuple[int, float, dict]] = []  # steps whose loss terms the host has not read
+        self._good: dict | None = None                      # the state at the last read of finite losses
 
     # ------------------------------------------------------------------ pieces
     def _autocast(self):
@@ -159,26 +180,31 @@ class Trainer:
 
     def _batches(self):
         if self._stream is None:
-            self._stream = self.ranks.batches(self.task.train, self.config.batch_size, self.clip.preprocess,
-                                              seed=self.config.seed, start=self.step_count)
+            cfg = self.config
+            pin = self.device.type == "cuda" if cfg.pin_memory is None else cfg.pin_memory
+            self._stream = self.ranks.batches(self.task.train, cfg.batch_size, self.clip.preprocess, seed=cfg.seed,
+                                              start=self.step_count, workers=cfg.workers, pin_memory=pin)
         return self._stream
 
     def _emit(self, event: str, info: dict) -> None:
         for cb in self.callbacks:
             cb(event, info)
 
-    def step(self) -> dict:
-        """One optimiser step; returns the loss terms as floats. Raises FloatingPointError on a
-        non-finite loss, before touching the weights."""
+    def _advance(self, check: bool) -> tuple[int, float, dict]:
+        """One optimiser step without reading anything back to the host (unless ``check``: then a
+        non-finite loss raises FloatingPointError before the weights are touched). Returns
+        (step, lr, the loss terms as detached tensors on the device)."""
         cfg = self.config
         images, labels, _ = next(self._batches())
-        images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+        fmt = torch.channels_last if self.channels_last and images.dim() == 4 else torch.preserve_format
+        images = images.to(self.device, non_blocking=True, memory_format=fmt)
+        labels = labels.to(self.device, non_blocking=True)
         self.classifier.train()
         with self._autocast():
             terms = self.method.loss(self.classifier, images, labels, self.step_count)
         loss = terms["loss"]
         shown = self.ranks.mean_terms(terms)  # the whole batch's terms (``terms`` itself on one process)
-        if not torch.isfinite(shown["loss"]):
+        if check and not torch.isfinite(shown["loss"]):
             raise FloatingPointError(f"the loss became {shown['loss'].item()} at step {self.step_count}")
         factor = lr_factor(self.step_count, cfg.steps, cfg.warmup_steps)
         for group in self.optimizer.param_groups:
@@ -191,9 +217,63 @@ class Trainer:
         self.optimizer.step()
         self.method.after_step(self.classifier, self.step_count, cfg.steps)
         self.step_count += 1
-        rec = {"step": self.step_count, "lr": cfg.lr * factor, **{k: float(v.detach()) for k, v in shown.items()}}
-        self.history.append(rec)
-        return rec
+        return self.step_count, cfg.lr * factor, {k: v.detach() for k, v in shown.items()}
+
+    def step(self) -> dict:
+        """One optimiser step; returns the loss terms as floats. Raises FloatingPointError on a
+        non-finite loss, before touching the weights."""
+        self._read()
+        self._pending.append(self._advance(check=True))
+        return self._read()[-1]
+
+    def _read(self) -> list[dict]:
+        """Bring the loss terms of the steps not yet read to the host in one transfer, add them
+        to the history and send their "step" events. A non-finite loss among them puts back the
+        state of the last read (``fit`` with ``sync_every`` > 1 only) and raises FloatingPointError."""
+        if not self._pending:
+            return []
+        pending, self._pending = self._pending, []
+        device = pending[0][2]["loss"].device
+        flat = [v.reshape(()).to(device, torch.float64, non_blocking=True) for _, _, terms in pending for v in terms.values()]
+        values = iter(torch.stack(flat).cpu().tolist())
+        records = [{"step": step, "lr": lr, **{k: next(values) for k in terms}} for step, lr, terms in pending]
+        bad = next((r for r in records if not math.isfinite(r["loss"])), None)
+        if bad is not None:
+            good = self._restore_good()
+            raise FloatingPointError(f"the loss became {bad['loss']} at step {bad['step'] - 1}; the weights are those "
+                                     f"of step {good}, the last step read with a finite loss (losses are read every "
+                                     f"{self.sync_every} steps: sync_every=1 stops at the very step)")
+        self.history.extend(records)
+        for rec in records:
+            self._emit("step", rec)
+        return records
+
+    def _snapshot_good(self) -> None:
+        """Keep the state reached (on its device) so a non-finite loss found at a later read can
+        put it back; only when losses are read every few steps."""
+        if self.sync_every == 1:
+            return
+        changing = {n for n, p in self.classifier.named_parameters() if p.requires_grad}
+        changing |= {n for n, _ in self.classifier.named_buffers()}
+        self._good = {
+            "step": self.step_count, "history": len(self.history),
+            "classifier": {k: v.detach().clone() for k, v in self.classifier.state_dict().items() if k in changing},
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "method": copy.deepcopy(self.method.state_dict()),
+        }
+
+    def _restore_good(self) -> int:
+        good = self._good
+        if good is None:
+            return self.step_count
+        self.classifier.load_state_dict(good["classifier"], strict=False)
+        self.optimizer.load_state_dict(good["optimizer"])
+        if good["method"] is not None:
+            self.method.load_state_dict(good["method"])
+        self.step_count = good["step"]
+        del self.history[good["history"]:]
+        self._stream = None
+        return good["step"]
 
     def request_stop(self) -> None:
         """Ask :meth:`fit` to stop after the current step (from a callback or another thread):
@@ -216,6 +296,7 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, path: str | Path) -> Path:
         """Rank 0 writes (the ranks hold the same state); every rank returns once it is written."""
+        self._read()
         path = Path(path)
         if not self.ranks.is_main:
             self.ranks.barrier()
@@ -277,20 +358,32 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step_count, desc=f"{self.method.name} on {self.task.name}",
                    leave=False, **({} if cfg.progress and self.ranks.is_main else {"disable": True}))  # else TQDM_DISABLE decides
         self._emit("start", {"trainer": self})
+        check_each_step = self.sync_every == 1
         try:
             self._stop_requested = False
+            self._snapshot_good()
             while self.step_count < cfg.steps and not self._stop_requested:
-                rec = self.step()
+                self._pending.append(self._advance(check=check_each_step))
                 bar.update(1)
-                bar.set_postfix(loss=f"{rec['loss']:.3f}", refresh=False)
-                self._emit("step", rec)
-                if cfg.eval_every and (self.step_count % cfg.eval_every == 0 or self.step_count == cfg.steps):
+                n = self.step_count
+                at_eval = cfg.eval_every and (n % cfg.eval_every == 0 or n == cfg.steps)
+                at_checkpoint = cfg.checkpoint_dir and cfg.checkpoint_every and n % cfg.checkpoint_every == 0
+                if not (at_eval or at_checkpoint or n % self.sync_every == 0 or n == cfg.steps):
+                    continue
+                records = self._read()  # the only host sync between evaluations
+                bar.set_postfix(loss=f"{records[-1]['loss']:.3f}", refresh=False)
+                if at_eval:
                     self._emit("eval", self.validate())
-                if cfg.checkpoint_dir and cfg.checkpoint_every and self.step_count % cfg.checkpoint_every == 0:
+                if at_checkpoint:
                     self.save_checkpoint(Path(cfg.checkpoint_dir) / "last.pt")
+                self._snapshot_good()
             result.interrupted = self.step_count < cfg.steps  # request_stop() ended the loop early
         except KeyboardInterrupt:
             result.interrupted = True
+            try:
+                self._read()  # steps taken before the interrupt belong to the history
+            except FloatingPointError as err:
+                result.stopped = f"{err}; stopped with the last good weights"
             if self.ranks.is_main:
                 warnings.warn(f"training interrupted at step {self.step_count}: the model and history so far are kept")
         except FloatingPointError as err:
@@ -299,6 +392,8 @@ class Trainer:
                 warnings.warn(result.stopped)
         finally:
             bar.close()
+            self._stream = None  # ends the loader's worker processes
+            self._good = None
         if self._best is not None and not result.interrupted and result.stopped is None:
             self.classifier.load_state_dict(self._best[2])
             result.selected_step = self._best[1]

@@ -94,7 +94,7 @@ def layer_features(model, data: Task | Split, transform=None, *, split: str = "t
     inter: list[list[torch.Tensor]] = []
     final = []
     try:
-        for x, _, _ in s.batches(batch_size, transform):
+        for x, _, _ in s.batches(batch_size, transform, workers=None):
             x = x.to(device)
             if source == "forward_intermediates":
                 out = visual.forward_intermediates(x)

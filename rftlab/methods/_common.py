@@ -50,8 +50,12 @@ class CaptionBank:
         return cls(tokenizer, [[fill(t, c) for t in templates] for c in classnames])
 
     def sample(self, labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """Token rows (len(labels), L) on the labels' device; the template draws come from ``g``
+        (a CPU generator) and nothing is read back from the device."""
         t = torch.randint(0, self.T, (len(labels),), generator=g)
-        return self.tokens[labels.cpu(), t]
+        if self.tokens.device != labels.device:
+            self.tokens = self.tokens.to(labels.device)  # once: the bank then lives beside the labels
+        return self.tokens[labels, t.to(labels.device, non_blocking=True)]
 
 
 def random_texts(tokenizer, m: int, length: int, g: torch.Generator) -> torch.Tensor:
@@ -71,7 +75,8 @@ def random_texts(tokenizer, m: int, length: int, g: torch.Generator) -> torch.Te
 
 
 def encode_text(model, tokens: torch.Tensor) -> torch.Tensor:
-    return F.normalize(model.encode_text(tokens.to(next(model.parameters()).device)), dim=-1)
+    device = next(model.parameters()).device
+    return F.normalize(model.encode_text(tokens.to(device, non_blocking=True)), dim=-1)
 
 
 def encode_image(model, images: torch.Tensor) -> torch.Tensor:

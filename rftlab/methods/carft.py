@@ -36,5 +36,5 @@ class CARFT(Method):
         ce = F.cross_entropy(classifier.logits_from_features(feats), labels)
         with torch.no_grad():
             feats0 = self.ref.features(images)
-        kl = context_kl(feats, feats0, self.w_ctx.to(feats.device), self.context_scale)
+        kl = context_kl(feats, feats0, self.w_ctx, self.context_scale)
         return {"loss": ce + self.beta * kl, "ce": ce, "context_kl": kl}
