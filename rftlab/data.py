@@ -145,14 +145,14 @@ class Split:
         ``workers``: processes that read and transform images ahead of the consumer (a torch
         DataLoader over this very index stream, so the batches are the same); None picks
         :func:`default_workers`. ``pin_memory``: page-locked batches, for asynchronous copies
-        to a GPU (ignored without one)."""
+        to a GPU (ignored without one; it also tells :func:`default_workers` a GPU is fed)."""
         return self.load(self.index_batches(batch_size, shuffle, seed, start), transform, workers, pin_memory)
 
     def load(self, index_stream, transform: Callable, workers: int | None = 0,
              pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """(images, labels, indices) for each index tensor of ``index_stream``, in order;
         ``workers`` and ``pin_memory`` as in :meth:`batches`."""
-        workers = default_workers(self) if workers is None else int(workers)
+        workers = default_workers(self, for_gpu=bool(pin_memory)) if workers is None else int(workers)
         if workers < 0:
             raise ValueError(f"workers={workers}: give 0 (load in this process) or more worker processes")
         pin_memory = bool(pin_memory) and torch.cuda.is_available()
@@ -167,9 +167,11 @@ class Split:
 WORKERS_ENV = "RFTLAB_WORKERS"
 
 
-def default_workers(split: Split) -> int:
+def default_workers(split: Split, for_gpu: bool = False) -> int:
     """Loader processes for ``split``: 0 for images held in memory (the world's; a batch is one
-    tensor operation), else ``$RFTLAB_WORKERS`` or one per CPU core beyond the first, at most 8."""
+    tensor operation); else ``$RFTLAB_WORKERS`` if set; else, feeding a GPU, one per CPU core
+    beyond the first (at most 8); feeding CPU training, one per core torch's threads leave free
+    (usually none: on 2 cores a worker slowed FT steps from disk by 7%, docs/benchmarks.md)."""
     if isinstance(split.images, torch.Tensor):
         return 0
     env = os.environ.get(WORKERS_ENV)
@@ -179,7 +181,10 @@ def default_workers(split: Split) -> int:
         except ValueError:
             raise ValueError(f"${WORKERS_ENV}={env!r} is not a number of loader processes; "
                              f"set it to 0 (no worker processes) or more") from None
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
+    cores = os.cpu_count() or 1
+    if for_gpu:
+        return max(1, min(8, cores - 1))
+    return max(0, min(8, cores - torch.get_num_threads()))
 
 
 class _Stream:

@@ -27,6 +27,26 @@ def small_shift():
                             ("sketch", "painting"), n_train=128, n_val=64, n_test=64, seed=4)
 
 
+@pytest.fixture(scope="session")
+def disk_task(small_spurious, tmp_path_factory):
+    """``small_spurious`` with its train and val images written as PNG files and read back lazily,
+    as a real dataset's are."""
+    import dataclasses
+
+    from PIL import Image
+
+    from rftlab.datasets._common import make_split
+    root = tmp_path_factory.mktemp("disk-task")
+
+    def on_disk(split):
+        (root / split.name).mkdir()
+        paths = [root / split.name / f"{i:04d}.png" for i in range(len(split))]
+        for path, img in zip(paths, split.images):
+            Image.fromarray(img.permute(1, 2, 0).numpy()).save(path)
+        return make_split(split.name, paths, split.labels, split.meta)
+    return dataclasses.replace(small_spurious, train=on_disk(small_spurious.train), val=on_disk(small_spurious.val))
+
+
 def pytest_collection_modifyitems(config, items):
     # nbval: plotly and widget outputs are never compared (their JSON carries random ids)
     for item in items:

@@ -2,16 +2,13 @@
 the same batches, the same history and weights whatever the workers, sync interval or
 memory format, and no read of a device value inside a step."""
 import copy
-import dataclasses
 import sys
 
 import pytest
 import torch
-from PIL import Image
 
 import rftlab
-from rftlab.data import Split, Task, default_workers
-from rftlab.datasets._common import make_split
+from rftlab.data import default_workers
 from rftlab.distributed import Ranks
 from rftlab.methods import FT, METHODS, get_method
 
@@ -25,23 +22,6 @@ def _fresh(clip):
 def _cfg(**kw):
     base = dict(steps=6, batch_size=16, lr=1e-3, eval_every=3, progress=False, seed=0)
     return rftlab.TrainConfig(**{**base, **kw})
-
-
-def _on_disk(split: Split, folder) -> Split:
-    """The split with its images written as PNG files and read back lazily, as a real dataset is."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, img in enumerate(split.images):
-        paths.append(folder / f"{i:04d}.png")
-        Image.fromarray(img.permute(1, 2, 0).numpy()).save(paths[-1])
-    return make_split(split.name, paths, split.labels, split.meta)
-
-
-@pytest.fixture(scope="module")
-def disk_task(small_spurious, tmp_path_factory):
-    root = tmp_path_factory.mktemp("disk-task")
-    t = small_spurious
-    return dataclasses.replace(t, train=_on_disk(t.train, root / "train"), val=_on_disk(t.val, root / "val"))
 
 
 def _take(stream, n):
@@ -76,7 +56,12 @@ def test_index_stream_is_what_batches_load_and_what_ranks_shard(clip, small_spur
 def test_default_workers_and_bad_values(disk_task, small_spurious, monkeypatch):
     assert default_workers(small_spurious.train) == 0  # in-memory images: one tensor op per batch
     monkeypatch.delenv("RFTLAB_WORKERS", raising=False)
-    assert 1 <= default_workers(disk_task.train) <= 8
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert default_workers(disk_task.train, for_gpu=True) == 8  # the GPU computes; the cores decode
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 16)
+    assert default_workers(disk_task.train) == 0  # CPU training: torch's threads already use every core
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 12)
+    assert default_workers(disk_task.train) == 4
     monkeypatch.setenv("RFTLAB_WORKERS", "3")
     assert default_workers(disk_task.train) == 3
     monkeypatch.setenv("RFTLAB_WORKERS", "many")
@@ -194,3 +179,14 @@ def test_channels_last_trains_the_same_model(clip, small_spurious):
     res = {cl: r.fit() for cl, r in runs.items()}
     la, lb = ([h["loss"] for h in _steps(r.history)] for r in res.values())
     assert la == pytest.approx(lb, abs=1e-4)
+
+
+def test_channels_last_is_the_default_for_convolutional_towers_only(clip, small_spurious):
+    from open_clip.transformer import VisionTransformer
+
+    from rftlab.train import is_convolutional
+    vit = VisionTransformer(image_size=32, patch_size=8, width=32, layers=1, heads=2, mlp_ratio=2, output_dim=16)
+    assert not is_convolutional(vit)  # one patchifying conv: NHWC buys nothing
+    trainer = rftlab.Trainer("ft", _fresh(clip), small_spurious, _cfg(steps=1))
+    assert trainer.channels_last and trainer.sync_every == 1  # the world CNN on the CPU
+    assert not rftlab.Trainer("ft", _fresh(clip), small_spurious, _cfg(steps=1, channels_last=False)).channels_last
