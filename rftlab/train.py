@@ -342,6 +342,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self, resume: str | Path | None = None) -> TrainResult:
+        result = self._fit(resume)
+        if self.channels_last:  # a training-time layout: the model goes back in torch's standard one, so
+            result.classifier.to(memory_format=torch.contiguous_format)  # it evaluates exactly as when reloaded
+        return result
+
+    def _fit(self, resume: str | Path | None) -> TrainResult:
         cfg = self.config
         if resume:
             self.load_checkpoint(resume)

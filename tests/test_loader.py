@@ -190,3 +190,9 @@ def test_channels_last_is_the_default_for_convolutional_towers_only(clip, small_
     trainer = rftlab.Trainer("ft", _fresh(clip), small_spurious, _cfg(steps=1))
     assert trainer.channels_last and trainer.sync_every == 1  # the world CNN on the CPU
     assert not rftlab.Trainer("ft", _fresh(clip), small_spurious, _cfg(steps=1, channels_last=False)).channels_last
+
+
+def test_the_trained_model_comes_back_in_the_standard_layout(clip, small_spurious):
+    res = rftlab.Trainer("ft", _fresh(clip), small_spurious, _cfg(steps=2, channels_last=True)).fit()
+    convs = [m.weight for m in res.classifier.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(w.is_contiguous() for w in convs)  # so evaluating it equals evaluating it reloaded from disk
