@@ -19,7 +19,6 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 
 UNAVOIDABLE = {
     "l2-sp": "sum of squared distances to theta0 over every trained tensor, and its gradient",

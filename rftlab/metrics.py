@@ -28,7 +28,6 @@ def ece(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> float:
     conf, pred = probs.float().max(1)
     right = (pred == labels.to(pred.device)).float()
     bins = torch.clamp(torch.ceil(conf * n_bins).long() - 1, 0, n_bins - 1)
-    total = torch.zeros(n_bins).index_add_(0, bins.cpu(), torch.ones_like(conf).cpu())
     acc = torch.zeros(n_bins).index_add_(0, bins.cpu(), right.cpu())
     cf = torch.zeros(n_bins).index_add_(0, bins.cpu(), conf.cpu())
     return ((acc - cf).abs().sum() / len(labels)).item()

@@ -28,6 +28,24 @@ def small_shift():
 
 
 @pytest.fixture(scope="session")
+def nan_at():
+    """``nan_at(k)``: FT whose loss turns NaN at step k (0-based), for the non-finite-loss paths."""
+    from rftlab.methods import FT
+
+    def make(bad_step: int):
+        class NaNAt(FT):
+            name = f"nan-at-{bad_step}"
+
+            def loss(self, classifier, images, labels, step):
+                terms = super().loss(classifier, images, labels, step)
+                if step == bad_step:
+                    terms["loss"] = terms["loss"] * float("nan")
+                return terms
+        return NaNAt()
+    return make
+
+
+@pytest.fixture(scope="session")
 def disk_task(small_spurious, tmp_path_factory):
     """``small_spurious`` with its train and val images written as PNG files and read back lazily,
     as a real dataset's are."""

@@ -66,18 +66,8 @@ def test_a_cuda_step_never_waits_for_the_device(method, gpu_clip, small_spurious
     assert len(trainer._read()) == 3
 
 
-def test_a_late_non_finite_loss_on_cuda_puts_back_the_last_state_read(gpu_clip, small_spurious):
-    from rftlab.methods import FT
-
-    class NaNAt12(FT):
-        name = "nan-at-12"
-
-        def loss(self, classifier, images, labels, step):
-            terms = super().loss(classifier, images, labels, step)
-            if step == 12:
-                terms["loss"] = terms["loss"] * float("nan")
-            return terms
-    trainer = rftlab.Trainer(NaNAt12(), _fresh(gpu_clip), small_spurious, _cfg(steps=30))
+def test_a_late_non_finite_loss_on_cuda_puts_back_the_last_state_read(gpu_clip, small_spurious, nan_at):
+    trainer = rftlab.Trainer(nan_at(12), _fresh(gpu_clip), small_spurious, _cfg(steps=30))
     with pytest.warns(UserWarning, match="loss became nan at step 12; the weights are those of step 10"):
         res = trainer.fit()
     assert res.step == 10 and all(torch.isfinite(v).all() for v in res.classifier.state_dict().values()

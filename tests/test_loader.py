@@ -10,7 +10,7 @@ import torch
 import rftlab
 from rftlab.data import default_workers
 from rftlab.distributed import Ranks
-from rftlab.methods import FT, METHODS, get_method
+from rftlab.methods import METHODS, get_method
 
 
 def _fresh(clip):
@@ -100,18 +100,8 @@ def test_reading_losses_every_few_steps_changes_nothing(clip, small_spurious):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-class _NaNAtStep5(FT):
-    name = "nan-at-5"
-
-    def loss(self, classifier, images, labels, step):
-        terms = super().loss(classifier, images, labels, step)
-        if step == 5:
-            terms["loss"] = terms["loss"] * float("nan")
-        return terms
-
-
-def test_a_non_finite_loss_found_late_puts_back_the_last_state_read(clip, small_spurious):
-    trainer = rftlab.Trainer(_NaNAtStep5(), _fresh(clip), small_spurious, _cfg(steps=12, eval_every=0, sync_every=4))
+def test_a_non_finite_loss_found_late_puts_back_the_last_state_read(clip, small_spurious, nan_at):
+    trainer = rftlab.Trainer(nan_at(5), _fresh(clip), small_spurious, _cfg(steps=12, eval_every=0, sync_every=4))
     seen = {}
     trainer.callbacks.append(lambda e, i: seen.__setitem__(i["step"], copy.deepcopy(trainer.classifier.state_dict()))
                              if e == "step" else None)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import rftlab
-from rftlab.methods import FT, wise_ft
+from rftlab.methods import wise_ft
 
 
 def _cfg(**kw):
@@ -75,18 +75,8 @@ def test_keyboard_interrupt_keeps_model_and_history(clip, small_spurious):
     assert not torch.equal(res.classifier.head, head0)
 
 
-class _NaNAtStep2(FT):
-    name = "nan-at-2"
-
-    def loss(self, classifier, images, labels, step):
-        terms = super().loss(classifier, images, labels, step)
-        if step == 2:
-            terms["loss"] = terms["loss"] * float("nan")
-        return terms
-
-
-def test_non_finite_loss_stops_with_the_last_good_weights(clip, small_spurious):
-    trainer = rftlab.Trainer(_NaNAtStep2(), _fresh(clip), small_spurious, _cfg(eval_every=0))
+def test_non_finite_loss_stops_with_the_last_good_weights(clip, small_spurious, nan_at):
+    trainer = rftlab.Trainer(nan_at(2), _fresh(clip), small_spurious, _cfg(eval_every=0))
     seen = {}
     trainer.callbacks.append(lambda e, i: seen.__setitem__(i["step"], trainer.classifier.head.detach().clone())
                              if e == "step" else None)
