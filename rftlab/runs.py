@@ -208,7 +208,8 @@ def resolve_config(config: dict) -> dict:
 
 def train_config(resolved: dict, checkpoint_dir: str | None = None, progress: bool = True):
     from .train import TrainConfig
-    return TrainConfig(**{k: resolved[k] for k in train_keys()}, checkpoint_dir=checkpoint_dir, progress=progress)
+    return TrainConfig(**{k: resolved[k] for k in train_keys()}, checkpoint_dir=checkpoint_dir, progress=progress,
+                       feature_cache=resolved.get("cache"))
 
 
 # ---------------------------------------------------------------------- run folders
@@ -339,13 +340,12 @@ def _execute(resolved: dict, folder: Path | None, resume: bool, callbacks, progr
 
     trainer = Trainer(resolved["method"], clip, task, cfg, callbacks=[save_history, *callbacks],
                       **resolved["hparams"])
-    main = getattr(getattr(trainer, "ranks", None), "is_main", True)   # under torchrun, rank 0 writes
+    main = trainer.ranks.is_main   # under torchrun, rank 0 writes
     writes = folder is not None and main
     log = log if main else (lambda m: None)
     if writes and not resume:
         folder.mkdir(parents=True, exist_ok=True)
         _write_json(folder / CONFIG_FILE, resolved)
-    trainer.feature_cache = cache
     start = None
     if resume:
         if ckpt.exists() and _checkpoint_method(ckpt) == resolved["method"]:

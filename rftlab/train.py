@@ -42,9 +42,9 @@ class TrainConfig:
     checkpoint_dir: str | None = None
     checkpoint_every: int = 0    # 0: only at the end (when checkpoint_dir is set)
     progress: bool = True
-    feature_cache: str | None = None  # a folder of image features LP reads instead of re-encoding (rftlab.cache)
+    feature_cache: object = None  # image features LP reads instead of re-encoding: a folder, True or a FeatureCache
     distributed: bool | None = None  # None: data-parallel when launched by torchrun; True: required; False: never
-    workers: int | None = None   # loader processes; None: 0 for in-memory images, else one per spare core (<= 8)
+    workers: int | None = None   # loader processes; None: rftlab.data.default_workers (0 for in-memory images)
     pin_memory: bool | None = None   # page-locked batches; None: when training on CUDA
     sync_every: int | None = None    # steps between host reads of the loss; None: 1 on CPU, 10 on CUDA
     channels_last: bool | None = None  # NHWC convolutions; None: for convolutional image towers (world CNN, ResNets)
@@ -84,7 +84,7 @@ class TrainResult:
 
 def is_convolutional(model: torch.nn.Module) -> bool:
     """Whether the image tower convolves beyond a patch embedding (ResNet, ConvNeXt, the world
-    CNN: channels_last pays off, 1.19x per FT step of the world CNN on 2 CPU cores, see
+    CNN: channels_last pays off, 1.13x per FT step of the world CNN on 2 CPU cores in
     docs/benchmarks.md), as opposed to a ViT's single patchifying conv."""
     visual = getattr(model, "visual", model)
     return sum(isinstance(m, torch.nn.Conv2d) for m in visual.modules()) > 1

@@ -124,8 +124,7 @@ def test_lp_reads_train_features_from_the_cache(clip, small_spurious, tmp_path):
     clip.model = copy.deepcopy(clip.model)
     heads = []
     for _ in range(2):
-        tr = Trainer("lp", clip, small_spurious, TrainConfig(progress=False), iters=5)
-        tr.feature_cache = cache
+        tr = Trainer("lp", clip, small_spurious, TrainConfig(progress=False, feature_cache=cache), iters=5)
         heads.append(tr.fit().classifier.head.detach().clone())
     assert (cache.misses, cache.hits) == (1, 1)
     assert torch.equal(heads[0], heads[1])

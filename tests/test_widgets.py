@@ -226,3 +226,20 @@ def test_calibration_temperature_slider(clip, small_spurious, trained):
     assert "unknown test set" in cv.message.last
     cv.set_temperature(-1)
     assert "positive" in cv.message.last
+
+
+def test_calibration_scores_a_class_subset_as_evaluate_does(clip, small_shift):
+    import dataclasses
+
+    from rftlab.data import Split
+    ood = small_shift.ood["sketch"]
+    keep = torch.nonzero(ood.labels < 2).flatten()
+    part = ood.select(keep)  # a 2-class OOD set scored inside the 4-class task, as ImageNet-R is
+    sub = Split("sketch", part.images, part.labels, part.meta, class_subset=torch.tensor([0, 1]))
+    task = dataclasses.replace(small_shift, ood={"sketch": sub})
+    cv = CalibrationView(clip, {}, task)
+    cv.show(test_set="sketch")
+    zs = rftlab.ClipClassifier.zeroshot(clip, task.classnames, task.templates)
+    expected = rftlab.evaluate(zs, task, clip.preprocess)
+    assert cv.rows[0]["accuracy"] == pytest.approx(expected["ood_acc"]["sketch"])
+    assert cv.rows[0]["ECE (T=1)"] == pytest.approx(expected["ood_ece"]["sketch"], abs=1e-6)

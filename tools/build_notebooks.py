@@ -43,6 +43,9 @@ def build(module, execute: bool = True) -> Path:
 
 
 def main(argv: list[str]) -> None:
+    unknown = [a for a in argv if a.startswith("-") and a != "--no-execute"]
+    if unknown:  # never rebuild everything on a mistyped flag (or --help): it rewrites every notebook
+        sys.exit(f"unknown option(s) {' '.join(unknown)}\n{__doc__}")
     execute = "--no-execute" not in argv
     for module in sources([a for a in argv if not a.startswith("--")] or None):
         print("wrote", build(module, execute), flush=True)

@@ -172,11 +172,8 @@ def image_features(model, split: Split, transform=None, features: torch.Tensor |
     if transform is None:
         raise ValueError("encoding images needs their transform: pass transform=clip.preprocess "
                          "(or precomputed features=...)")
-    if cache is not None:
-        from ..cache import cached_encode_split
-        return cached_encode_split(as_classifier(model), split, transform, batch_size, cache=cache)
-    from ..evaluation import encode_split
-    return encode_split(as_classifier(model), split, transform, batch_size)
+    from ..cache import cached_encode_split  # without a cache: plain encoding
+    return cached_encode_split(as_classifier(model), split, transform, batch_size, cache=cache)
 
 
 def check_texts(tokenizer, texts: Sequence[str], what: str = "description") -> list[str]:

@@ -34,10 +34,9 @@ def fit_linear_probe(classifier, features: torch.Tensor, labels: torch.Tensor, w
 
 def probe_head(trainer, weight_decay: float, iters: int) -> list[dict]:
     """Encode the training split once with the frozen tower, then fit the head on those features.
-    The features come from disk when the trainer or its config has a ``feature_cache``
-    (a FeatureCache or a folder) that already holds them."""
-    cache = getattr(trainer, "feature_cache", None) or getattr(trainer.config, "feature_cache", None)
-    feats = cached_encode_split(trainer.classifier, trainer.task.train, trainer.clip.preprocess, cache=cache)
+    The features come from disk when ``TrainConfig.feature_cache`` names a cache that already holds them."""
+    feats = cached_encode_split(trainer.classifier, trainer.task.train, trainer.clip.preprocess,
+                                cache=trainer.config.feature_cache)
     return fit_linear_probe(trainer.classifier, feats, trainer.task.train.labels, weight_decay, iters)
 
 

@@ -40,9 +40,12 @@ class CalibrationView(Panel):
                 raise ValueError(f"model {name!r}: {err}") from None
         self.task, self.n_bins, self.hist_bins = task, n_bins, hist_bins
         self.sets = {**task.eval_splits(), "val": task.val}
-        self.logits = {(name, k): predict(m, s, clip.preprocess) for name, m in models.items()
-                       for k, s in self.sets.items()}
-        self.fitted = {name: fit_temperature(self.logits[(name, "val")], task.val.labels) for name in models}
+        # scored as Task.evaluate scores them: masked to a class subset or merged by a class pool
+        scored = {(name, k): s.score(predict(m, s, clip.preprocess)) for name, m in models.items()
+                  for k, s in self.sets.items()}
+        self.logits = {key: z for key, (z, _) in scored.items()}
+        self.labels = {k: y for (_, k), (_, y) in scored.items()}
+        self.fitted = {name: fit_temperature(self.logits[(name, "val")], self.labels["val"]) for name in models}
         self.models = list(models)
         self.message = Messages()
         self.model_box = w.SelectMultiple(options=self.models, value=tuple(self.models), description="models",
@@ -126,7 +129,7 @@ class CalibrationView(Panel):
             self.temp_slider.max = hi
         if abs(self.temp_slider.value - t) > 1e-9 * max(1.0, t):
             self.temp_slider.value = t
-        labels = self.sets[self.test_set].labels
+        labels = self.labels[self.test_set]
         rows, eces = [], []
         with self.live.batch() as fig:
             for j, name in enumerate(self.chosen):
