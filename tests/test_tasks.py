@@ -83,3 +83,115 @@ def test_evaluate_rejects_a_head_of_the_wrong_size(small_shift):
     bad = {k: torch.zeros(len(s), 3) for k, s in small_shift.eval_splits().items()}
     with pytest.raises(ValueError, match="head and task disagree"):
         small_shift.evaluate(bad)
+
+
+# ---------------------------------------------------------------------- planting any factor
+@pytest.mark.parametrize("factor, key, values", [
+    ("background", "place", ("land", "water")),
+    ("color", "warmth", ("warm", "cool")),
+    ("style", "medium", ("photo", "sketch")),
+])
+def test_any_factor_can_be_planted(factor, key, values):
+    from rftlab.world.tasks import SPURIOUS_ATTRIBUTES
+    a = SPURIOUS_ATTRIBUTES[factor]
+    task = rftlab.make_task("p", ("circle", "ring"), 0.9, spurious=factor, n_train=1200, n_val=80, n_test=160, seed=2)
+    tr = task.train
+    own = ((tr.labels % 2) == tr.meta[key]).float().mean().item()
+    assert abs(own - 0.9) < 0.03                                        # correlation measured in train
+    # the attribute value matches the factor value actually drawn
+    member = {i: v for v in (0, 1) for i in a.member_index(v).tolist()}
+    assert [member[int(f)] for f in tr.meta[factor]] == tr.meta[key].tolist()
+    assert task.group_names == [f"{c}/{v}" for c in ("circle", "ring") for v in values]
+    for split in (task.val, task.test):
+        assert torch.bincount(split.meta["group"], minlength=4).tolist() == [len(split) // 4] * 4
+        assert torch.equal(split.meta["group"], split.labels * 2 + split.meta[key])
+    assert task.info["spurious"] == [factor]
+
+
+def test_style_plants_photo_against_sketch_and_colour_warm_against_cool():
+    task = rftlab.load_task("spurious", spurious="style", n_train=200, n_val=40, n_test=40)
+    assert set(task.train.meta["style"].unique().tolist()) == {0, 1} and task.id_domain == "photo+sketch"
+    task = rftlab.load_task("spurious", spurious="color", n_train=200, n_val=40, n_test=40)
+    warm = {rftlab.world.SPACE.index("color", c) for c in ("red", "orange", "yellow")}
+    assert all((int(c) in warm) == (w == 0) for c, w in zip(task.test.meta["color"], task.test.meta["warmth"]))
+
+
+def test_two_factors_at_once_are_balanced_jointly():
+    task = rftlab.make_task("two", ("star", "heart"), 0.95, spurious=("background", "color"), n_train=1600,
+                            n_val=160, n_test=160, seed=1)
+    assert task.group_names[:4] == ["star/land/warm", "star/land/cool", "star/water/warm", "star/water/cool"]
+    assert torch.bincount(task.test.meta["group"], minlength=8).tolist() == [20] * 8
+    for key in ("place", "warmth"):   # each attribute follows the class on its own
+        own = ((task.train.labels % 2) == task.train.meta[key]).float().mean().item()
+        assert abs(own - 0.95) < 0.025
+    g = task.test.meta["group"]
+    assert torch.equal(g, task.test.labels * 4 + task.test.meta["place"] * 2 + task.test.meta["warmth"])
+
+
+def test_a_broad_task_gives_each_class_its_own_attribute_value():
+    task = rftlab.make_task("broad", rftlab.world.SHAPES, 1.0, spurious="color", n_train=400, n_val=64, n_test=64)
+    assert torch.equal(task.train.meta["warmth"], task.train.labels % 2)
+    assert len(task.group_names) == 16 and torch.bincount(task.val.meta["group"], minlength=16).tolist() == [4] * 16
+
+
+@pytest.mark.parametrize("correlation", [0.5, None])
+def test_the_control_plants_nothing_but_keeps_balanced_groups(correlation):
+    task = rftlab.make_task("ctl", ("circle", "ring"), correlation, spurious="color", n_train=2000, n_val=80,
+                            n_test=80, seed=5)
+    own = ((task.train.labels % 2) == task.train.meta["warmth"]).float().mean().item()
+    assert abs(own - 0.5) < 0.04 and task.info["correlation"] == 0.5
+    assert task.group_names == ["circle/warm", "circle/cool", "ring/warm", "ring/cool"]
+    assert torch.bincount(task.test.meta["group"], minlength=4).tolist() == [20] * 4
+
+
+def test_the_default_spurious_task_is_unchanged():
+    """Planting the place explicitly or by default draws the very same images as before the
+    spurious= argument existed (fingerprints recorded from that code)."""
+    import hashlib
+
+    def fingerprint(task):
+        h = hashlib.sha256()
+        for s in (task.train, task.val, task.test, *task.ood.values()):
+            h.update(s.images.numpy().tobytes())
+            h.update(s.labels.numpy().tobytes())
+            for k in sorted(("shape", "color", "background", "style", "place", "domain", "group")):
+                h.update(k.encode())
+                h.update(s.meta[k].numpy().tobytes())
+        h.update(repr(task.group_names).encode())
+        return h.hexdigest()[:16]
+    small = dict(n_train=120, n_val=40, n_test=40)
+    assert fingerprint(rftlab.spurious_task(seed=5, **small)) == "3ec1c44c578bed58"
+    assert fingerprint(rftlab.load_task("spurious", seed=5, spurious="background", **small)) == "3ec1c44c578bed58"
+    no_groups = rftlab.make_task("x", ("circle", "ring", "star"), None, ("photo", "sketch"), ("cartoon",),
+                                 n_train=60, n_val=20, n_test=20)
+    assert fingerprint(no_groups) == "a85e84e5eb513e64" and no_groups.group_names is None
+    assert fingerprint(rftlab.make_task("y", ("circle", "ring", "star"), 0.8, ("photo",), ("painting",), n_train=60,
+                                        n_val=20, n_test=20, seed=2)) == "11fb4c28d6f0b3d9"
+
+
+def test_the_mystery_task_hides_its_factor():
+    from rftlab.world.tasks import SPURIOUS_ATTRIBUTES, mystery_factor
+    seeds = {mystery_factor(s) for s in range(12)}
+    assert seeds == {"background", "color", "style"}                      # the seed chooses any of them
+    task = rftlab.load_task("mystery", seed=0, n_train=100, n_val=40, n_test=40)
+    key = SPURIOUS_ATTRIBUTES[mystery_factor(0)].key
+    assert task.name == "mystery" and task.group_names == ["square/A", "square/B", "cross/A", "cross/B"]
+    assert key not in task.test.meta and "spurious" not in task.info
+    assert torch.bincount(task.test.meta["group"], minlength=4).tolist() == [10] * 4
+
+
+@pytest.mark.parametrize("spurious, message", [
+    ("texture", "unknown spurious factor 'texture'; choose from: background, color, style"),
+    ("shape", "shape is the class"),
+    (("color", "color"), "must not repeat"),
+    ((), "names no factor"),
+])
+def test_bad_spurious_factors_are_explained(spurious, message):
+    with pytest.raises(ValueError, match=message):
+        rftlab.make_task("bad", ("circle", "ring"), 0.9, spurious=spurious, n_train=8, n_val=8, n_test=8)
+
+
+def test_an_ood_style_cannot_be_the_planted_style():
+    with pytest.raises(ValueError, match="in-distribution styles"):
+        rftlab.make_task("bad", ("circle", "ring"), 0.9, ood_styles=("sketch",), spurious="style", n_train=8,
+                         n_val=8, n_test=8)
