@@ -149,6 +149,24 @@ def plot_ranking(rows, top: int = 15, value: str = "change"):
     return fig
 
 
+def plot_shortcuts(result, top: int = 15):
+    """Horizontal bars of the ``top`` descriptions of :func:`~rftlab.analysis.discover_shortcuts`
+    (a ``Shortcuts`` or its ranking rows): score with ± one standard error, strongest on top;
+    findings (rows that pass the rule) in red, the rest grey."""
+    rows = list(result.ranking if hasattr(result, "ranking") else _rows(result))[:top]
+    if not rows:
+        raise ValueError("nothing to plot: the ranking is empty")
+    fig = _figure("Shortcuts: how much the classifier relies on each description", "score", "description")
+    rows = rows[::-1]
+    fig.add_bar(y=[f"{r['description']} → {r['toward']}" for r in rows], x=[r["score"] for r in rows],
+                error_x=dict(type="data", array=[r["stderr"] for r in rows]), orientation="h", name="score",
+                marker_color=["#d62828" if r["significant"] else "#adb5bd" for r in rows],
+                hovertext=[f"z {r['z']:.1f}; {r['class']}: acc {r['group_acc']:.2f} in group (n={r['n']}) vs "
+                           f"{r['rest_acc']:.2f}" for r in rows])
+    fig.update_layout(height=max(300, 28 * len(rows) + 120))
+    return fig
+
+
 def _context_rows(shift):
     return shift.table() if hasattr(shift, "table") else _rows(shift)
 

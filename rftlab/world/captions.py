@@ -63,6 +63,15 @@ def world_vocabulary() -> list[str]:
     return sorted(words)
 
 
+def trained_vocabulary() -> list[str]:
+    """The words the world's captions and templates use: the ones the embedded model learned
+    (:func:`world_vocabulary` also holds a few extra words that only get untrained embeddings)."""
+    texts = list(PLAIN_PREFIXES) + list(WORLD_TEMPLATES) + list(SHAPES) + list(COLORS)
+    for pool in (*BACKGROUND_PHRASES.values(), *STYLE_PREFIXES.values()):
+        texts.extend(pool)
+    return sorted({w for t in texts for w in _split(t.replace("{}", " "))} | {"an"})
+
+
 def _split(text: str) -> list[str]:
     return re.findall(r"[a-z]+", text.lower())
 
