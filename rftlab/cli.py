@@ -177,6 +177,46 @@ def cmd_compare(a) -> int:
     return 0
 
 
+def cmd_probe(a) -> int:
+    from .probe import load_probed, read_candidates, run_probe, write_report
+    from .runs import train_keys
+    log = _log(a)
+    trained = [k for k in ("hp", "alpha", *train_keys()) if getattr(a, k, None) not in (None, [])]
+    if a.method is None and trained:
+        raise ValueError(f"--{trained[0].replace('_', '-')} is a fine-tuning flag: add --method (e.g. --method ft) "
+                         f"to fine-tune before probing, or drop it")
+    finetune = _finetune_flags(a) if a.method is not None else None
+    if finetune is not None and a.base_pretrained is not None:
+        raise ValueError("with --method the model fine-tunes from --pretrained, which is then the reference: "
+                         "drop --base-pretrained")
+    if a.run is None and a.out is None:
+        raise ValueError("give --out DIR for probe.json and probe.html (with --run they default to the run folder)")
+    candidates = read_candidates(a.candidates) if a.candidates else None
+    p = load_probed(a.run, a.model, a.pretrained, a.base_pretrained, a.task, a.root, _assignments(a.task_arg),
+                    finetune=finetune, log=log)
+    result = run_probe(p, split=a.split, candidates=candidates, alpha=a.alpha_rule, fraction=a.fraction,
+                       min_errors=a.min_errors)
+    out = a.out or a.run
+    paths = write_report(result, out, p.about, top=a.top)
+    if a.json:
+        from .probe import report_dict
+        print(json.dumps(report_dict(result, p.about), indent=1))
+    else:
+        print(result.summary(top=a.top))
+        print(f"wrote {paths[0]} and {paths[1]}")
+    return 0
+
+
+def _add_train_flags(s) -> None:
+    """One flag per TrainConfig field a run config may set (--steps, --lr, --seed...)."""
+    from .runs import field_kind, train_keys
+    for name, f in train_keys().items():
+        default = f.default if f.default is not dataclasses.MISSING else None
+        kind = {bool: _bool, int: int, float: float}.get(field_kind(f), str)
+        s.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
+                       help=f"TrainConfig.{name} (default {default})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rftlab", description="Robust fine-tuning of CLIP, hands on.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -226,12 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pretrained", default=None, help="an open_clip tag or a weights file")
     s.add_argument("--cache", nargs="?", const=True, default=None, metavar="DIR",
                    help="keep image features on disk (LP features, evaluation)")
-    from .runs import field_kind, train_keys
-    for name, f in train_keys().items():
-        default = f.default if f.default is not dataclasses.MISSING else None
-        kind = {bool: _bool, int: int, float: float}.get(field_kind(f), str)
-        s.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
-                       help=f"TrainConfig.{name} (default {default})")
+    _add_train_flags(s)
     s.add_argument("--json", action="store_true", help="print the metrics record as JSON")
     s.set_defaults(func=cmd_finetune)
 
@@ -259,6 +294,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", type=int, default=3)
     s.add_argument("--json", default=None, help="write the full result here")
     s.set_defaults(func=cmd_phenomena)
+    s = sub.add_parser("probe", help="find the shortcuts a model relies on; probe.json and probe.html",
+                       description="Probe a run (--run), a checkpoint (--model/--pretrained, judged by "
+                                   "--base-pretrained), or fine-tune first (--method and finetune's flags). "
+                                   "See docs/analyses.md (shortcut discovery).")
+    s.add_argument("--run", default=None, help="a finished run folder (`rftlab finetune --out`)")
+    s.add_argument("--model", default=None, help="rftlab-world (default), an open_clip name, or local-dir:DIR")
+    s.add_argument("--pretrained", default=None, help="the checkpoint probed (with --method: fine-tuned from)")
+    s.add_argument("--base-pretrained", default=None,
+                   help="the reference checkpoint (theta0) whose towers judge the images; default: the shipped "
+                        "weights for rftlab-world, none for other models (the probed model judges itself)")
+    s.add_argument("--task", default=None, help="spurious, shift, mystery, or a real dataset name (with --root)")
+    s.add_argument("--root", default=None, help="the folder a real dataset is read from")
+    s.add_argument("--task-arg", action="append", metavar="NAME=VALUE", help="a task loader argument (repeatable)")
+    s.add_argument("--method", default=None, help="fine-tune with this method first (ft, lp-ft, ...), then probe")
+    s.add_argument("--hp", action="append", metavar="NAME=VALUE", help="a method hyperparameter (with --method)")
+    s.add_argument("--alpha", type=float, default=None, help="WiSE-FT mixing weight (with --method wise-ft)")
+    s.add_argument("--cache", nargs="?", const=True, default=None, metavar="DIR", help=argparse.SUPPRESS)
+    _add_train_flags(s)
+    s.add_argument("--out", default=None, help="the folder for probe.json and probe.html (default with --run: the run)")
+    s.add_argument("--split", default="val", help="the images probed (default val; never select on test)")
+    s.add_argument("--candidates", default=None, metavar="FILE", help="descriptions to rank, one a line "
+                   "(default: the world's factor phrases and rftlab's phrase pools)")
+    s.add_argument("--fraction", type=float, default=0.5, help="share of each class's images a description fits")
+    s.add_argument("--significance", dest="alpha_rule", type=float, default=0.05,
+                   help="family-wise false-positive rate of the rule (Bonferroni)")
+    s.add_argument("--min-errors", type=int, default=5, help="misclassified images needed to probe")
+    s.add_argument("--top", type=int, default=10, help="rows shown")
+    s.add_argument("--json", action="store_true", help="print probe.json")
+    s.set_defaults(func=cmd_probe)
     return p
 
 

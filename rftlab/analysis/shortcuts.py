@@ -253,9 +253,9 @@ def discover_shortcuts(model, task: Task, tokenizer, transform=None, *, referenc
                          f"{task.name!r}: too few errors to tell what it relies on (at least {min_errors} needed). "
                          f"Probe a larger or harder split (split='test' only for a look, never to select), "
                          f"or pass min_errors=0 to rank anyway")
-    classes = [c for c in range(task.num_classes) if int((y == c).sum()) >= 4]
+    classes = [c for c in range(task.num_classes) if int((y == c).sum()) >= 2]
     if not classes:
-        raise ValueError(f"split {split!r} has fewer than 4 images of every class: too few to compare groups")
+        raise ValueError(f"split {split!r} has fewer than 2 images of every class: too few to compare groups")
 
     judge_model = reference if reference is not None else clf
     judge = ("the reference model's towers (theta0)" if reference is not None
