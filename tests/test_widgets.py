@@ -208,6 +208,30 @@ def test_spuriosity_probe(clip, small_spurious, trained):
     assert list(sp.fig.data[0].x) == ["land", "water"] and "in the forest" in sp.fig.layout.title.text
 
 
+def test_spuriosity_probe_finds_the_shortcut_and_probes_a_chosen_row(clip, small_spurious):
+    """A classifier with a place shortcut built in: Find the shortcut lists it first and probes it;
+    choosing another row probes that one."""
+    from rftlab.analysis._common import text_features
+    zs = rftlab.ClipClassifier.zeroshot(clip, small_spurious.classnames, small_spurious.templates)
+    shortcut = zs.frozen_copy()
+    water = text_features(clip.model, clip.tokenizer, ["on the water", "in the ocean"]).mean(0)
+    land = text_features(clip.model, clip.tokenizer, ["on the grass", "in the desert"]).mean(0)
+    with torch.no_grad():
+        shortcut.head[:, 1] += 2.0 * (water - land)        # water pushes every image toward cross
+    sp = SpuriosityProbe(clip, shortcut, small_spurious, zeroshot=zs, top=5)
+    assert sp.shortcuts is None and not sp.found.options
+    result = sp.discover(min_errors=0)
+    first = result.ranking[0]
+    assert result is sp.shortcuts and first["factor"] == "background" and len(sp.found.options) == 5
+    assert sp.found.value == first["description"] == sp.text.value       # the top row is probed at once
+    assert first["description"] in sp.fig.layout.title.text and "rule" in sp.found_table.value
+    second = result.ranking[1]["description"]
+    sp.found.value = second                                               # a click on another row
+    assert sp.text.value == second and second in sp.fig.layout.title.text
+    assert sp.discover(min_errors=10 ** 6) is None and "too few errors" in sp.message.last
+    assert sp.shortcuts is result                                         # the last ranking stays
+
+
 # ---------------------------------------------------------------------- CalibrationView
 def test_calibration_temperature_slider(clip, small_spurious, trained):
     cv = CalibrationView(clip, {"ft": trained}, small_spurious)

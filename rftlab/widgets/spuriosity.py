@@ -1,29 +1,37 @@
-"""SpuriosityProbe: how strongly a typed description pulls each group, before and after fine-tuning."""
+"""SpuriosityProbe: find the shortcut a fine-tuned model relies on, then see how strongly any
+description pulls each group, before and after fine-tuning."""
 from __future__ import annotations
 
 import ipywidgets as w
 import plotly.graph_objects as go
 
-from ..analysis import description_shift, image_features, rank_descriptions, subsample
+from ..analysis import description_shift, discover_shortcuts, image_features, rank_descriptions, subsample
 from ..analysis import resolve_split
 from ._helpers import LiveFigure, Messages, Panel, html_table, model_pair
 
 RANK_COLUMNS = ["rank", "description", "before", "after", "change", "gap_change"]
+SHORTCUT_COLUMNS = ["rank", "description", "toward", "score", "stderr", "z", "significant", "class", "group_acc",
+                    "rest_acc", "n"]
 
 
 class SpuriosityProbe(Panel):
-    """Type a description ("on the water", "a sketch of a {}"; ``{}`` is filled with each image's
-    class name) and see its mean alignment cos(image, text) with each group's images under the
-    zero-shot and the fine-tuned model. Below: the candidate descriptions whose pull fine-tuning
-    increased most (:func:`rftlab.analysis.rank_descriptions`).
+    """First, *Find the shortcut* (:meth:`discover`): the descriptions the fine-tuned model relies
+    on most, found on the ``discover_split`` images with the zero-shot model as the judge
+    (:func:`rftlab.analysis.discover_shortcuts`); pick one (:meth:`choose`) to probe it.
+    Then type any description ("on the water", "a sketch of a {}"; ``{}`` is filled with each
+    image's class name) and see its mean alignment cos(image, text) with each group's images under
+    the zero-shot and the fine-tuned model. Below: the candidate descriptions whose pull
+    fine-tuning increased most (:func:`rftlab.analysis.rank_descriptions`).
 
     Image features are encoded once; each probe only encodes its text.
     """
 
     def __init__(self, clip, finetuned, task, zeroshot=None, split: str = "test", by: str | None = None,
-                 description: str = "on the water", n: int | None = None, top: int = 10, candidates=None):
+                 description: str = "on the water", n: int | None = None, top: int = 10, candidates=None,
+                 discover_split: str = "val"):
         theta0, theta = model_pair(clip, finetuned, task, zeroshot)
-        self.theta0, self.theta, self.tokenizer = theta0, theta, clip.tokenizer
+        self.theta0, self.theta, self.tokenizer, self.transform = theta0, theta, clip.tokenizer, clip.preprocess
+        self.candidates, self.discover_split, self.top = candidates, discover_split, top
         self.task = subsample(task, n) if n else task
         self.split_name = split
         s, _ = resolve_split(self.task, split)
@@ -60,8 +68,19 @@ class SpuriosityProbe(Panel):
             self.table.value = html_table(self.ranking, RANK_COLUMNS)
         except ValueError as err:
             self.table.value = f"<i>no ranking: {err}</i>"
+        self.shortcuts = None
+        self.discover_button = w.Button(description="Find the shortcut", icon="search-plus",
+                                        tooltip=f"rank descriptions by how much the fine-tuned model relies on them "
+                                                f"({discover_split} images; the zero-shot model judges)")
+        self.discover_button.on_click(lambda _: self.discover())
+        self.found = w.Select(options=[], rows=5, description="probe", layout=w.Layout(width="620px"))
+        self._listing = False
+        self.found.observe(lambda ch: ch["new"] and not self._listing and self.choose(ch["new"]), names="value")
+        self.found_table = w.HTML("<i>press <b>Find the shortcut</b> to rank candidate descriptions</i>")
         self.widget = w.VBox([
-            w.HTML("<b>SpuriosityProbe</b>: how strongly a description pulls each group, before and after fine-tuning"),
+            w.HTML("<b>SpuriosityProbe</b>: find the shortcut, then see how strongly a description pulls each "
+                   "group, before and after fine-tuning"),
+            w.HBox([self.discover_button]), self.found_table, self.found,
             w.HBox([self.text, self.by_box, self.button]), self.message.widget, self.live.widget,
             w.HTML(f"<b>descriptions whose pull fine-tuning increased most</b> (mean over the {split} images; "
                    "gap = largest minus smallest group alignment)"), self.table,
@@ -69,6 +88,37 @@ class SpuriosityProbe(Panel):
         self.widget.add_class("rftlab-spuriosityprobe")
         self.probe(description)
 
+    def discover(self, **kwargs):
+        """Rank candidate descriptions by how much the fine-tuned model relies on them
+        (:func:`rftlab.analysis.discover_shortcuts` on the ``discover_split`` images, theta0
+        judging; ``kwargs`` go to it), list them (findings marked *) and probe the first.
+        Returns the :class:`~rftlab.analysis.Shortcuts`, or None with a message when it cannot."""
+        kwargs.setdefault("candidates", self.candidates)
+        try:
+            result = discover_shortcuts(self.theta, self.task, self.tokenizer, self.transform, reference=self.theta0,
+                                        split=self.discover_split, **kwargs)
+        except ValueError as err:
+            self.message(str(err), "error")
+            return None
+        self.shortcuts = result
+        rows = result.ranking[: self.top]
+        verdict = (f"<b>{len(result.findings)} finding(s)</b>" if result.found
+                   else "<b>nothing found</b>: no description passes the rule")
+        self.found_table.value = (f"{verdict} (judge: {result.judge}; rule: {result.rule})<br>"
+                                  + html_table(rows, SHORTCUT_COLUMNS, digits={"z": 1}))
+        self._listing = True   # filling the list is not a click
+        self.found.options = [(f"{'*' if r['significant'] else ' '} {r['rank']}. {r['description']} -> {r['toward']}"
+                               f"  (score {r['score']:+.2f}, z {r['z']:.1f})", r["description"]) for r in rows]
+        if rows:
+            self.found.value = rows[0]["description"]
+        self._listing = False
+        if rows:
+            self.choose(rows[0]["description"])
+        return result
+
+    def choose(self, description: str) -> list[dict]:
+        """Probe a discovered description (a row of the list): the per-group view below."""
+        return self.probe(description)
 
     def probe(self, description: str) -> list[dict]:
         """Alignment of ``description`` per group under theta0 and theta; redraws the bars.
