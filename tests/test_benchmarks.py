@@ -1,5 +1,6 @@
 """The throughput benchmark runs end to end (tiny, on the CPU) and its MFU arithmetic holds."""
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,23 @@ def test_known_gpu_peaks(bench):
     names = {"NVIDIA H100 80GB HBM3": 989e12, "NVIDIA H100 PCIe": 756e12, "NVIDIA A100-SXM4-80GB": 312e12}
     for name, peak in names.items():
         assert next(p for key, p in bench.PEAKS if key in name) == peak
+
+
+def test_shortcut_discovery_benchmark_runs_tiny(tmp_path):
+    spec = importlib.util.spec_from_file_location("shortcut_discovery", ROOT / "benchmarks" / "shortcut_discovery.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = mod.main(["--seeds", "1", "--steps", "3", "--factors", "background,color", "--n-train", "64", "--n-val",
+                    "64", "--batch-size", "16", "--n-boot", "20", "--min-errors", "0", "--json", str(tmp_path / "s.json")])
+    runs, summary = out["runs"], out["summary"]
+    assert [(r["kind"], r["factor"]) for r in runs] == [
+        ("planted", "background"), ("zeroshot", "background"), ("control", "background"),
+        ("planted", "color"), ("zeroshot", "color"), ("control", "color")]
+    assert all(len(r["top"]) == 3 and "error" not in r for r in runs)
+    planted = [r for r in runs if r["kind"] == "planted"]
+    assert summary["ft_precision_at_3"] == sum(r["top3"] for r in planted) / 2
+    assert summary["false_alarms"] == sum(r["found"] for r in runs if r["kind"] == "control") / 2
+    assert summary["n_planted"] == 2 and summary["n_controls"] == 2 and set(summary["goals"]) == {
+        "precision@3 >= 0.9", "false alarms <= 0.1", "within 15 minutes"}
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert saved["summary"] == summary and len(saved["runs"]) == 6
