@@ -1,5 +1,6 @@
 """notebooks/02_spuriosity.ipynb: per-group accuracy, zero-shot group robustness, description
-alignment per group before and after fine-tuning, ranking candidate spurious descriptions."""
+alignment per group before and after fine-tuning, ranking candidate spurious descriptions, and a
+mystery task whose planted factor the shortcut probe finds."""
 from nbformat.v4 import new_code_cell, new_markdown_cell
 
 from ._common import setup
@@ -25,7 +26,8 @@ This notebook looks at:
 3. how strongly images of each group align with free-text descriptions ("a cross", "on the water"), before and
    after fine-tuning;
 4. a ranking of candidate spurious descriptions by how much fine-tuning increased their pull, with candidates
-   from the world's factors, rftlab's phrase pools, or your own function."""),
+   from the world's factors, rftlab's phrase pools, or your own function;
+5. a mystery task: a shortcut is planted but not named, and the shortcut probe has to find it."""),
     new_code_cell(setup("spurious", 'rftlab.load_task("waterbirds", root="/data/waterbirds")')),
     new_markdown_cell("""\
 ## 1. Accuracy per group
@@ -158,6 +160,53 @@ from the other side.
 
 To test your own hypotheses, pass any list or function as `candidates`; phrases with unknown words raise a
 clear error naming the words the tokenizer does know.
+
+The pull tells what fine-tuning moved, not what the classifier *uses*: on this task style prefixes can rank as
+high as the place. The next section asks the question directly.
+
+## 5. A mystery task: find the shortcut
+
+`rftlab.world.mystery_task(seed)` plants one factor (the place, the colour or the style of the images, chosen by
+the seed) the way the `spurious` task plants the place, but does not say which: its groups are named A and B.
+Fine-tune on it, then let `analysis.discover_shortcuts` find what the fine-tuned classifier relies on:
+
+* the **judge**, the zero-shot model θ0, says which images of each class fit each candidate description best
+  (θ's own towers would be biased by the fine-tuning);
+* the **score** of a description is how much more probability θ gives a class on the images of *every* class that
+  fit it than on the rest (minus what θ0 already did): a shortcut pushes toward its class in every class, while a
+  cue that only makes images hard pushes toward a different class in each and cancels;
+* a **finding** passes the rule printed below: its z (score over bootstrap standard error) beats a Bonferroni
+  threshold over everything tested, and its score is at least 0.03.
+
+It reads the validation images: the test images stay for scoring whatever the probe leads you to do."""),
+    new_code_cell('''\
+MYSTERY_SEED = 6                                  # try others: each seed plants the place, the colour or the style
+mystery = rftlab.world.mystery_task(MYSTERY_SEED, n_val=800)
+mystery_zs = rftlab.ClipClassifier.zeroshot(clip, mystery.classnames, mystery.templates)
+mystery_ft = rftlab.finetune("ft", clip, mystery, CFG).classifier
+print(mystery.summary())
+print({g: round(a, 3) for g, a in analysis.group_accuracy(mystery_ft, mystery, clip.preprocess, split="val")["group_acc"].items()})
+found = analysis.discover_shortcuts(mystery_ft, mystery, clip.tokenizer, clip.preprocess, reference=mystery_zs)
+print(found.summary(top=6))
+plots.plot_shortcuts(found, top=10).update_layout(height=420).show()'''),
+    new_markdown_cell("""\
+Each row names the class the description pushes toward (`toward`), the class whose images it hurts most, and the
+accuracy on that class's images that fit it against the rest. Near-synonymous descriptions (the same images,
+the same push) are merged into one row. The same probe is a panel (`rftlab.widgets.SpuriosityProbe`, button
+*Find the shortcut*: click a row to see its alignment per group) and a command:
+`rftlab probe --task mystery --task-arg seed=6 --method ft --out probe/` writes `probe.json` and `probe.html`.
+
+Now check the answer: which factor did the seed plant?"""),
+    new_code_cell('''\
+from rftlab.world import mystery_factor
+answer = mystery_factor(MYSTERY_SEED)
+top = found.ranking[0]
+print(f"planted: {answer}; the probe's top finding: {top['description']!r} -> {top['toward']} "
+      f"(names the {top['factor']}: {', '.join(top['values'])})")
+assert found.found and top["significant"] and top["factor"] == answer  # the probe named the planted factor'''),
+    new_markdown_cell("""\
+Try another `MYSTERY_SEED`, or probe the zero-shot model itself (`discover_shortcuts(mystery_zs, mystery, ...)`
+without a reference): it never saw the correlation, so it should have no strong finding.
 
 **Where next:** `05_method_zoo` compares the worst group of every method; `01_feature_distortion` measures
 how far fine-tuning moves the features."""),
