@@ -90,6 +90,19 @@ def is_convolutional(model: torch.nn.Module) -> bool:
     return sum(isinstance(m, torch.nn.Conv2d) for m in visual.modules()) > 1
 
 
+def freeze_batchnorm(module: torch.nn.Module) -> int:
+    """Put every BatchNorm layer of ``module`` in eval mode: it normalises with its pretrained
+    running statistics and leaves them alone (its affine weights still train). The loop calls
+    this after ``train()`` so that a model with BatchNorm (open_clip's ResNets) computes, at
+    step 0, exactly the zero-shot model's function, as LayerNorm ViTs and the world CNN
+    (GroupNorm) do by construction; batch statistics would also make every pull towards theta0
+    (Lipsum-FT, CAR-FT, StarFT, L2-SP) non-zero before any step. Returns how many it froze."""
+    layers = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in layers:
+        m.eval()
+    return len(layers)
+
+
 def pick_device(device: str | None = None) -> torch.device:
     if device:
         return torch.device(device)
@@ -160,7 +173,6 @@ class Trainer:
         self._best: tuple[float, int, dict] | None = None
         self.method.config, self.method.ranks = self.config, self.ranks
         self.method.setup(self.classifier, task, clip)
-        self.ranks.sync_batchnorm(self.classifier)  # after setup: frozen references keep plain BatchNorm
         self.params = [p for p in self.method.parameters(self.classifier)]
         for p in self.classifier.parameters():
             p.requires_grad_(False)
@@ -191,18 +203,25 @@ class Trainer:
         for cb in self.callbacks:
             cb(event, info)
 
+    def loss_terms(self, images: torch.Tensor, labels: torch.Tensor, step: int | None = None) -> dict:
+        """The method's loss terms for a batch of preprocessed images, computed as a training
+        step computes them (train mode with BatchNorm statistics frozen, the step's memory
+        format and autocast) at ``step`` (default: the next step), without touching any weight."""
+        fmt = torch.channels_last if self.channels_last and images.dim() == 4 else torch.preserve_format
+        images = images.to(self.device, non_blocking=True, memory_format=fmt)
+        labels = labels.to(self.device, non_blocking=True)
+        self.classifier.train()
+        freeze_batchnorm(self.classifier)
+        with self._autocast():
+            return self.method.loss(self.classifier, images, labels, self.step_count if step is None else step)
+
     def _advance(self, check: bool) -> tuple[int, float, dict]:
         """One optimiser step without reading anything back to the host (unless ``check``: then a
         non-finite loss raises FloatingPointError before the weights are touched). Returns
         (step, lr, the loss terms as detached tensors on the device)."""
         cfg = self.config
         images, labels, _ = next(self._batches())
-        fmt = torch.channels_last if self.channels_last and images.dim() == 4 else torch.preserve_format
-        images = images.to(self.device, non_blocking=True, memory_format=fmt)
-        labels = labels.to(self.device, non_blocking=True)
-        self.classifier.train()
-        with self._autocast():
-            terms = self.method.loss(self.classifier, images, labels, self.step_count)
+        terms = self.loss_terms(images, labels)
         loss = terms["loss"]
         shown = self.ranks.mean_terms(terms)  # the whole batch's terms (``terms`` itself on one process)
         if check and not torch.isfinite(shown["loss"]):

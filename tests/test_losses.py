@@ -66,11 +66,24 @@ def test_self_distillation_sums_both_directions():
     ti = torch.tensor([[1.0, 1.0], [0.0, 3.0]])
     tt = ti.t()
 
-    def soft_ce(a, b):
-        return -(F.softmax(b, 1) * F.log_softmax(a, 1)).sum(1).mean().item()
-    expected = soft_ce(li, ti) + soft_ce(lt, tt)
+    def kl(a, b):  # soft-label cross-entropy minus the target's entropy
+        p = F.softmax(b, 1)
+        return ((p * p.log()).sum(1) - (p * F.log_softmax(a, 1)).sum(1)).mean().item()
+    expected = kl(li, ti) + kl(lt, tt)
     assert L.self_distillation(li, lt, ti, tt).item() == pytest.approx(expected)
-    assert expected > soft_ce(li, ti)  # a sum, not an average of the two
+    assert expected > kl(li, ti) > 0  # a sum, not an average of the two
+    assert L.self_distillation(ti, tt, ti, tt).item() == pytest.approx(0.0, abs=1e-7)  # student = teacher
+
+
+def test_self_distillation_has_the_soft_cross_entropys_gradient():
+    li = torch.tensor([[2.0, 0.0], [0.5, 1.0]], requires_grad=True)
+    ti = torch.tensor([[1.0, 1.0], [0.0, 3.0]])
+    L.self_distillation(li, li.t(), ti, ti.t()).backward()
+    grad = li.grad.clone()
+    li.grad = None
+    ce = -(F.softmax(ti, 1) * F.log_softmax(li, 1)).sum(1).mean() - (F.softmax(ti.t(), 1) * F.log_softmax(li.t(), 1)).sum(1).mean()
+    ce.backward()
+    assert torch.allclose(grad, li.grad)
 
 
 def test_spurious_alignment_kl_masks_same_label_entries():

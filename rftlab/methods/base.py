@@ -25,6 +25,8 @@ class HParam:
     doc: str = ""
 
     def check(self, name: str, value):
+        if value is None and self.default is None:  # None means "derive it" (e.g. the model's own scale)
+            return value
         if self.low is not None and value < self.low or self.high is not None and value > self.high:
             raise ValueError(f"{name}={value} is out of range [{self.low}, {self.high}]: {self.doc}")
         return value
@@ -38,6 +40,7 @@ class Method:
     hparams: dict[str, HParam] = {}
     trains_text: bool = False   # FLYP-style methods train the text tower too
     trainable: bool = True      # False for methods that need no gradient steps (zero-shot)
+    anchor_terms: tuple[str, ...] = ()  # loss terms that pull towards theta0 (or a teacher that starts there): 0 at theta0
     world_recipe: dict = {}     # TrainConfig overrides for the embedded world (CPU, about a minute)
     paper_recipe: dict = {}     # the published recipe (ImageNet, ViT-B/16), for real models
 

@@ -13,6 +13,7 @@ class LipsumFT(Method):
     name = "lipsum-ft"
     paper_recipe = {"lr": 1e-5, "weight_decay": 0.0, "batch_size": 256, "epochs": 10, "warmup": 0.1}  # ImageNet, ViT-B/16
     summary = "cross-entropy + lambda * energy gap to theta0 on M fresh random texts per step"
+    anchor_terms = ("lipsum",)
     hparams = {
         "lam": HParam(1.0, 1.0, 0.0, None, "weight of the energy-gap regulariser"),
         "m": HParam(80, 80, 1, 4096, "random texts per step"),
