@@ -232,6 +232,7 @@ class Task:
     group_names: list[str] | None = None
     id_domain: str = "id"
     info: dict = field(default_factory=dict)
+    contexts: list[str] | None = None  # CAR-FT's contexts ('{}' is the class); None: the templates
 
     def __post_init__(self):
         for s in (self.train, self.val, self.test, *self.ood.values()):
@@ -246,6 +247,12 @@ class Task:
             if s.class_pool is not None and len(s.class_pool) != len(self.classnames):
                 raise ValueError(f"task {self.name!r}: split {s.name!r} has a class_pool over {len(s.class_pool)} "
                                  f"classes, expected one entry per task class ({len(self.classnames)})")
+
+    @property
+    def context_templates(self) -> list[str]:
+        """The contexts CAR-FT keeps the zero-shot distribution over: ``contexts`` when the task
+        has them (the world: about 80), else its templates (ImageNet: OpenAI's 80)."""
+        return list(self.contexts or self.templates)
 
     @property
     def num_classes(self) -> int:

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 import rftlab
-from rftlab.distributed import GlobalBatchNorm, Ranks, start, sync_batchnorm
+from rftlab.distributed import Ranks, start
 from rftlab.methods import METHODS
 
-HPARAMS = {"carot": {"ema_every": 2}, "soup-uniform": {"ingredients": 2}, "soup-greedy": {"ingredients": 2}}
+HPARAMS = {"carot": {"ema_updates": 2}, "soup-uniform": {"ingredients": 2}, "soup-greedy": {"ingredients": 2}}
 # methods with their own gradient loop, compared in float64: weights, gradients and losses agree to
 # rounding. In float32 AdamW turns rounding noise in near-zero gradient coordinates into update
 # differences of up to ~lr * 0.1 (it divides by sqrt(v) + 1e-8), so float32 runs are compared loosely.
@@ -122,7 +122,7 @@ def _assert_same_run(got: dict, ref: dict, tol: float, label: str) -> None:
     for h, r in zip(got["history"], ref["history"]):
         assert h.keys() == r.keys(), label
         for k in h:
-            assert h[k] == pytest.approx(r[k], abs=min(tol, 1e-5)), f"{label}: history {k} at step {r['step']}"
+            assert h[k] == pytest.approx(r[k], rel=1e-5, abs=min(tol, 1e-5)), f"{label}: history {k} at step {r['step']}"
     assert _max_diff(got["state"], ref["state"], label) <= tol, f"{label}: weights differ"
     assert _max_diff(got["grads"], ref["grads"], label) <= tol * 10, f"{label}: gradients differ"
 
@@ -164,16 +164,6 @@ def test_sharding_and_its_errors(monkeypatch):
     assert not start(None).active and not start(False).active
     with pytest.raises(ValueError, match="distributed="):
         rftlab.TrainConfig(distributed="yes")
-
-
-def test_sync_batchnorm_keeps_parameters_buffers_and_keys():
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU())
-    keys, weight, mean = list(net.state_dict()), net[1].weight, net[1].running_mean
-    x = torch.randn(5, 3, 8, 8)
-    expected = copy.deepcopy(net)(x)
-    assert sync_batchnorm(net) == 1 and isinstance(net[1], GlobalBatchNorm)
-    assert list(net.state_dict()) == keys and net[1].weight is weight and net[1].running_mean is mean
-    assert torch.allclose(net(x), expected)  # one process: plain BatchNorm
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def test_finetune_leaves_the_given_model_untouched(clip, small_spurious):
     assert all(torch.equal(before[k], v) for k, v in clip.model.state_dict().items())
 
 
-@pytest.mark.parametrize("method, hp", [("ft", {}), ("carot", {"ema_every": 2}), ("starft", {}), ("lipsum-ft", {})])
+@pytest.mark.parametrize("method, hp", [("ft", {}), ("carot", {"ema_updates": 3}), ("starft", {}), ("lipsum-ft", {})])
 def test_resume_equals_an_uninterrupted_run(method, hp, clip, small_spurious, tmp_path):
     full = rftlab.Trainer(method, _fresh(clip), small_spurious, _cfg(), **hp).fit()
     def stop_at_three(event, info):

@@ -1,11 +1,11 @@
 """rftlab's procedural image-caption world: factors known by construction."""
-from .captions import WORLD_TEMPLATES, WorldTokenizer, captions, factor_prompts, world_vocabulary
+from .captions import WORLD_CONTEXTS, WORLD_TEMPLATES, WorldTokenizer, captions, factor_prompts, world_vocabulary
 from .factors import BACKGROUNDS, COLORS, FACTORS, SHAPES, SPACE, STYLES
 from .render import render, to_uint8
 from .sample import sample_factors, sample_world
 
 __all__ = [
-    "BACKGROUNDS", "COLORS", "FACTORS", "SHAPES", "SPACE", "STYLES", "WORLD_TEMPLATES",
+    "BACKGROUNDS", "COLORS", "FACTORS", "SHAPES", "SPACE", "STYLES", "WORLD_CONTEXTS", "WORLD_TEMPLATES",
     "WorldTokenizer", "captions", "factor_prompts", "render", "sample_factors", "sample_world",
     "to_uint8", "world_vocabulary",
 ]

@@ -7,7 +7,7 @@ from functools import lru_cache
 import torch
 
 from ..data import Split, Task
-from .captions import WORLD_TEMPLATES
+from .captions import WORLD_CONTEXTS, WORLD_TEMPLATES
 from .factors import BACKGROUNDS, SHAPES, SPACE, STYLES
 from .render import render, to_uint8
 from .sample import STANDARD_SCALE
@@ -108,7 +108,8 @@ def make_task(name: str = "custom", classes=("circle", "square"), correlation: f
             "train_styles": [STYLES[s] for s in tr_st], "ood_styles": [STYLES[s] for s in ood_st],
             "size": size, "seed": seed, "scale": list(scale), "rotation": rotation}
     return Task(name, [SHAPES[c] for c in cls], list(WORLD_TEMPLATES), train, val, test, ood,
-                group_names=group_names, id_domain="+".join(STYLES[s] for s in tr_st), info=info)
+                group_names=group_names, id_domain="+".join(STYLES[s] for s in tr_st), info=info,
+                contexts=list(WORLD_CONTEXTS))
 
 
 FAR_SCALE = (0.18, 0.3)
