@@ -17,12 +17,15 @@ def context_weights(model, tokenizer, classnames, templates) -> torch.Tensor:
 
 class CARFT(Method):
     name = "car-ft"
+    world_recipe = {"lr": 3e-4, "weight_decay": 0.1}  # FT's (the paper: "recipe as FT")
     paper_recipe = {"lr": 3e-5, "weight_decay": 0.1, "batch_size": 512, "epochs": 10, "warmup_steps": 500, "grad_clip": 1.0}  # ImageNet, ViT-B/16
     summary = "cross-entropy + beta * KL(p_ctx(theta0) || p_ctx(theta)) over the templates' contexts"
     hparams = {
         "beta": HParam(1.0, 1.0, 0.0, None, "weight of the context KL (the paper's exact value is not public)"),
         "context_scale": HParam(100.0, 100.0, 0.0, None, "s in softmax(s * f @ W_ctx)"),
     }
+
+    search = {"beta": (0.3, 1.0, 3.0)}
 
     def setup(self, classifier, task, clip):
         if len(task.templates) < 2:
