@@ -459,9 +459,14 @@ class Trainer:
 
 
 class _Runs(dict):
-    """Finished runs by their key; ``trained`` and ``reused`` count the runs asked for."""
+    """Finished runs by their key, kept on the CPU; ``trained`` and ``reused`` count the runs asked for."""
     trained = 0
     reused = 0
+
+    def drop(self, method: str) -> None:
+        """Forget the runs of ``method`` (their memory is freed)."""
+        for key in [k for k in self if k[2] == method]:
+            del self[key]
 
 
 _reused: _Runs | None = None  # inside reuse_runs()
@@ -508,14 +513,14 @@ def finetune(method: Method | str, clip, task: Task, config: TrainConfig | None 
     key = _run_key(method, clip, task, config) if _reused is not None and not resume else None
     if key is not None and key in _reused:
         _reused.reused += 1
-        kept = _reused[key]
-        return dataclasses.replace(kept, classifier=copy.deepcopy(kept.classifier), history=list(kept.history))
+        device, kept = _reused[key]
+        return dataclasses.replace(kept, classifier=copy.deepcopy(kept.classifier).to(device), history=list(kept.history))
     run_clip = copy.copy(clip)
     run_clip.model = copy.deepcopy(clip.model)
     result = Trainer(method, run_clip, task, config, callbacks=callbacks).fit(resume)
     if key is not None:
         _reused.trained += 1
     if key is not None and not result.interrupted and result.stopped is None:
-        _reused[key] = dataclasses.replace(result, classifier=copy.deepcopy(result.classifier),
-                                           history=list(result.history))
+        _reused[key] = (next(result.classifier.parameters()).device, dataclasses.replace(
+            result, classifier=copy.deepcopy(result.classifier).cpu(), history=list(result.history)))
     return result

@@ -17,6 +17,9 @@ method with 3 key-hyperparameter values gets 2 learning rates, a method with non
 
 Test data never selects: configurations are scored with :func:`rftlab.evaluation.evaluate_val`,
 and :func:`rftlab.evaluation.evaluate` runs only on the selected configuration's seeds.
+
+Runs are shared through :func:`rftlab.train.reuse_runs`: the seed-0 run of the selected configuration is
+the sweep's own; a method's runs are freed when its row is done, except FT's (the soups' ingredients).
 """
 from __future__ import annotations
 
@@ -152,6 +155,8 @@ def sweep(clip, task, methods=None, budget: int = 6, seeds=(0, 1, 2), select: st
                    "seconds": round(time.time() - t0, 2)}
             rows.append(row)
             log(format_row(row))
+            if m != "ft":   # FT's runs stay: they are the soups' ingredients; the others are done with
+                kept.drop(m)
     return {"task": task.name, "model": getattr(clip, "arch", None), "select": metric, "budget": budget,
             "seeds": list(seeds), "settings": {k: v for k, v in settings.items() if _jsonable(v)},
             "budget_text": text, "rows": rows}
