@@ -66,13 +66,15 @@ def budget_text(methods, budget: int, seeds, metric: str, settings: dict) -> str
                          f"when both are swept); nothing to select")
         else:
             grid = cls.grid(budget)
-            keys = sorted({k for g in grid for k in g if k != "lr_factor"})
             lrs = len({g.get("lr_factor") for g in grid}) if cls.tunes_lr else 0
-            free = "; free post hoc over each run: " + ", ".join(
-                f"{k} in {list(v)}" for k, v in cls.posthoc.items()) if cls.posthoc else ""
+            axes = [f"{', '.join(k) if isinstance(k, tuple) else k} in {list(v)}" for k, v in cls.search.items()] \
+                if cls.search else [f"{k} in {sorted({g[k] for g in grid})}" for k in grid[0] if k != "lr_factor"]
+            free = [f"{k} in {list(v)} post hoc over each run" for k, v in cls.posthoc.items()]
+            probe = get_method(m, **{k: v for k, v in grid[0].items() if k != "lr_factor"}).probe()
+            if probe is not None and len(probe.weight_decays) > 1:
+                free.append(f"the probe's weight decay chosen on val among {len(probe.weight_decays)} inside each run")
             lines.append(f"  {m}: {len(grid)} configurations = " + " x ".join(
-                [f"{k} {sorted({g[k] for g in grid})}" for k in keys] + ([f"{lrs} learning rates"] if lrs else []))
-                + free)
+                axes + ([f"{lrs} learning rates"] if lrs else [])) + ("; free: " + "; ".join(free) if free else ""))
     return "\n".join(lines)
 
 
