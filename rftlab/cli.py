@@ -177,6 +177,25 @@ def cmd_compare(a) -> int:
     return 0
 
 
+def cmd_sweep(a) -> int:
+    from .methods import METHODS
+    from .models.factory import load_model
+    from .runs import open_task
+    from .tuning import sweep
+    clip = load_model(a.model, a.pretrained)
+    task = open_task(a.task, a.root, _assignments(a.task_arg))
+    methods = list(METHODS) if a.methods == "all" else a.methods.split(",")
+    settings = {k: getattr(a, k) for k in ("steps", "batch_size", "device") if getattr(a, k) is not None}
+    if a.cache is not None:
+        settings["feature_cache"] = a.cache
+    out = sweep(clip, task, methods, budget=a.budget, seeds=tuple(range(a.seeds)), select=a.select,
+                log=lambda m: print(m, flush=True), **settings)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=1)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rftlab", description="Robust fine-tuning of CLIP, hands on.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -252,6 +271,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", default=None, help="write the rows here")
     s.add_argument("--markdown", action="store_true", help="also print a markdown table")
     s.set_defaults(func=cmd_compare)
+
+    s = sub.add_parser("sweep", help="tune each method on val with the same budget, then seeds on test",
+                       description="A grid over lr and each method's key hyperparameters (Method.search), "
+                                   "selected on val only, the selection retrained over seeds and scored on "
+                                   "test. See docs/methods.md, Tuning.")
+    s.add_argument("--task", required=True, help="spurious, shift, or a real dataset name (with --root)")
+    s.add_argument("--root", default=None, help="the folder a real dataset is read from")
+    s.add_argument("--task-arg", action="append", metavar="NAME=VALUE", help="a task loader argument (repeatable)")
+    s.add_argument("--methods", default="all", help="all, or a comma-separated list")
+    s.add_argument("--budget", type=int, default=6, help="configurations per method (a multiple of 3)")
+    s.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 for the selected configuration")
+    s.add_argument("--select", default="auto", choices=("auto", "val_acc", "val_worst_group_acc"),
+                   help="the val metric that selects (auto: worst-group on group tasks, else accuracy)")
+    s.add_argument("--steps", type=int, default=None, help="steps of every run (default: the recipe's)")
+    s.add_argument("--batch-size", type=int, default=None, help="batch size of every run (default: the recipe's)")
+    s.add_argument("--device", default=None)
+    s.add_argument("--model", default="rftlab-world")
+    s.add_argument("--pretrained", default=None)
+    s.add_argument("--cache", nargs="?", const=True, default=None, metavar="DIR",
+                   help="keep the probe's image features on disk (LP, LP-FT)")
+    s.add_argument("--json", default=None, help="write the result here")
+    s.set_defaults(func=cmd_sweep)
 
     s = sub.add_parser("phenomena", help="measure what fine-tuning does to robustness on the world")
     s.add_argument("--model", default="rftlab-world")

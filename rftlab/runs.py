@@ -3,7 +3,8 @@
 A run folder holds::
 
     config.json          the resolved configuration (a valid config file: rerun it with --config)
-    checkpoints/last.pt  the Trainer's checkpoint (every ``checkpoint_every`` steps and at the end)
+    checkpoints/last.pt  the Trainer's checkpoint (every ``checkpoint_every`` steps and at the end);
+                         a recipe (soup) keeps one per run in checkpoints/ingredient-<i>/
     history.json         every loss and validation record
     metrics.json         the evaluation protocol's metrics of the final model (as ``rftlab zeroshot --json``)
     model.pt             the final classifier, and the fine-tuned endpoint before the method's
@@ -140,19 +141,12 @@ def _absolute(value: str | None) -> str | None:
     return str(Path(value).expanduser().resolve())
 
 
-def _field_default(f: dataclasses.Field):
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return None
-
-
 def resolve_config(config: dict) -> dict:
     """Check a config and fill in every default. Unknown keys, hyperparameters the method does
     not take or out of their range, and out-of-range training settings raise ValueError."""
     from .methods import METHODS, get_method
     from .models.factory import DEFAULT_MODEL
+    from .recipes import train_settings
     from .train import TrainConfig
     if not isinstance(config, dict):
         raise ValueError(f"a run config is a mapping, not a {type(config).__name__}")
@@ -175,8 +169,8 @@ def resolve_config(config: dict) -> dict:
 
     # the method and its hyperparameters, through the registry
     cls = METHODS[out["method"]]
-    kinds = {k: type(h.default) if isinstance(h.default, (bool, int, float, str)) else None
-             for k, h in cls.hparams.items()}
+    kinds = {k: type(h.default) if isinstance(h.default, (bool, int, float, str)) and not h.choices else None
+             for k, h in cls.hparams.items()}  # a choice ("val") or a number: the registry checks it
     hp = {k: _coerce(k, v, kinds[k], f"{out['method']} hyperparameter") if k in kinds else v
           for k, v in out["hparams"].items()}
     out["hparams"] = dict(get_method(out["method"], **hp).params)
@@ -193,14 +187,12 @@ def resolve_config(config: dict) -> dict:
         raise ValueError(f"config key 'cache' is null, true, false or a folder; got {cache!r}")
     out["cache"] = _absolute(cache) if isinstance(cache, str) else (cache or None)
 
-    # training settings: TrainConfig defaults, the method's world recipe on the world model, then the config
+    # training settings: TrainConfig defaults, the method's recipe for this model (rftlab.recipes), then the config
     fields = train_keys()
-    base = {k: _field_default(f) for k, f in fields.items()}
-    if out["model"] == DEFAULT_MODEL:
-        base.update({k: v for k, v in getattr(cls, "world_recipe", {}).items() if k in fields})
-    for k in fields:
-        if config.get(k) is not None:
-            base[k] = _coerce(k, config[k], field_kind(fields[k]), "training setting")
+    given = {k: _coerce(k, config[k], field_kind(fields[k]), "training setting")
+             for k in fields if config.get(k) is not None}
+    base = {k: v for k, v in train_settings(cls, out["model"], given, lambda: len(
+        open_task(out["task"], out["root"], out["task_args"]).train)).items() if k in fields}
     TrainConfig(**base)   # range checks
     out.update(base)
     return out
@@ -237,6 +229,12 @@ def clear_run(folder: str | os.PathLike) -> None:
     for name in RUN_FILES:
         (folder / name).unlink(missing_ok=True)
     (folder / CHECKPOINT).unlink(missing_ok=True)
+    for part in (folder / CHECKPOINT.parent).glob("ingredient-*"):   # a soup's runs
+        (part / CHECKPOINT.name).unlink(missing_ok=True)
+        try:
+            part.rmdir()
+        except OSError:
+            pass
     try:
         (folder / CHECKPOINT.parent).rmdir()
     except OSError:
@@ -325,22 +323,27 @@ def _checkpoint_method(path: Path) -> str | None:
 
 def _execute(resolved: dict, folder: Path | None, resume: bool, callbacks, progress: bool, log) -> dict:
     from .cache import as_cache, weights_fingerprint
+    from .distributed import start as start_ranks
     from .evaluation import evaluate
-    from .train import Trainer
+    from .methods import Recipe, get_method
+    from .train import finetune, pick_device
     clip, task = load_parts(resolved)
     start_weights = weights_fingerprint(clip.model)   # wise-curve checks it rebuilds these weights
     cache = as_cache(resolved["cache"])
     ckpt = folder / CHECKPOINT if folder is not None else None
     cfg = train_config(resolved, str(ckpt.parent) if ckpt else None, progress)
 
-    def save_history(event, info):
-        if writes and event in ("eval", "step") and (
-                event == "eval" or cfg.checkpoint_every and info["step"] % cfg.checkpoint_every == 0):
-            _write_json(folder / HISTORY_FILE, trainer.history)
+    method = get_method(resolved["method"], **resolved["hparams"])
+    current = {}   # the Trainer of the run going on (a recipe's runs come one after another)
 
-    trainer = Trainer(resolved["method"], clip, task, cfg, callbacks=[save_history, *callbacks],
-                      **resolved["hparams"])
-    main = trainer.ranks.is_main   # under torchrun, rank 0 writes
+    def save_history(event, info):
+        if event == "start":
+            current["trainer"] = info["trainer"]
+        elif writes and event in ("eval", "step") and (
+                event == "eval" or cfg.checkpoint_every and info["step"] % cfg.checkpoint_every == 0):
+            _write_json(folder / HISTORY_FILE, current["trainer"].history)
+
+    main = start_ranks(cfg.distributed, pick_device(cfg.device)).is_main   # under torchrun, rank 0 writes
     writes = folder is not None and main
     log = log if main else (lambda m: None)
     if writes and not resume:
@@ -348,7 +351,10 @@ def _execute(resolved: dict, folder: Path | None, resume: bool, callbacks, progr
         _write_json(folder / CONFIG_FILE, resolved)
     start = None
     if resume:
-        if ckpt.exists() and _checkpoint_method(ckpt) == resolved["method"]:
+        if isinstance(method, Recipe):   # each of its runs resumes from its own checkpoint folder
+            start = ckpt.parent
+            log(f"{folder}: resuming the runs of {method.name} from their checkpoints in {ckpt.parent}")
+        elif ckpt.exists() and _checkpoint_method(ckpt) == resolved["method"]:
             start = ckpt
             log(f"{folder}: resuming from {ckpt}")
         else:
@@ -356,12 +362,10 @@ def _execute(resolved: dict, folder: Path | None, resume: bool, callbacks, progr
     per_epoch = max(1, len(task.train) // cfg.batch_size)
     log(f"{resolved['method']} on {task.name} ({len(task.train)} training images, {per_epoch} steps per epoch), "
         f"{cfg.steps} steps" + (f", run folder {folder}" if folder else ""))
-    res = trainer.fit(resume=start)
-    if res.custom_loop and folder is not None:   # methods that are not a step loop (LP, soups) leave no checkpoint
-        trainer.save_checkpoint(ckpt)          # (every rank calls it: it synchronises them)
+    res = finetune(method, clip, task, cfg, resume=start, callbacks=[save_history, *callbacks])
     if writes:
-        _write_json(folder / HISTORY_FILE, trainer.history)
-        save_figure(loss_figure(trainer.history, f"{resolved['method']} on {task.name}"), folder / "loss_curves")
+        _write_json(folder / HISTORY_FILE, res.history)
+        save_figure(loss_figure(res.history, f"{resolved['method']} on {task.name}"), folder / "loss_curves")
     record = {"task": task.name, "model": clip.arch, "pretrained": clip.pretrained, "method": resolved["method"],
               "hparams": resolved["hparams"], "steps": res.step, "selected_step": res.selected_step,
               "stopped": res.stopped, "seconds": round(res.seconds, 2)}

@@ -3,12 +3,15 @@
 AdamW, linear warm-up then cosine, gradient-norm clipping, seeds, automatic device (CUDA
 with bf16 autocast when present), periodic validation, a history of every loss term,
 callbacks, tqdm progress, checkpoints with exact resume, and Ctrl-C that keeps what was
-learned. Methods (``rftlab.methods``) only supply parameters and loss terms.
+learned. Methods (``rftlab.methods``) only supply parameters, loss terms and the hooks of
+``rftlab.methods.Method``; the Trainer also runs the linear-probe stage a method asks for
+(``Method.probe``: LP, LP-FT). Recipes (soups) compose several Trainer runs in :func:`finetune`.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import random
 import time
@@ -24,7 +27,7 @@ from . import distributed
 from .classifier import ClipClassifier
 from .data import Task
 from .evaluation import evaluate_val
-from .methods import Method, get_method
+from .methods import Method, Recipe, get_method
 
 
 @dataclass
@@ -42,7 +45,7 @@ class TrainConfig:
     checkpoint_dir: str | None = None
     checkpoint_every: int = 0    # 0: only at the end (when checkpoint_dir is set)
     progress: bool = True
-    feature_cache: object = None  # image features LP reads instead of re-encoding: a folder, True or a FeatureCache
+    feature_cache: object = None  # image features the probe stage (LP, LP-FT) reads instead of re-encoding: a folder, True or a FeatureCache
     distributed: bool | None = None  # None: data-parallel when launched by torchrun; True: required; False: never
     workers: int | None = None   # loader processes; None: rftlab.data.default_workers (0 for in-memory images)
     pin_memory: bool | None = None   # page-locked batches; None: when training on CUDA
@@ -78,7 +81,6 @@ class TrainResult:
     stopped: str | None = None       # why training stopped early (non-finite loss...), None if it did not
     seconds: float = 0.0
     selected_step: int | None = None
-    custom_loop: bool = False        # the method trained outside the step loop (LP, soups)
     endpoint: dict | None = None     # the fine-tuned weights before the method's finish() changed them (WiSE-FT)
 
 
@@ -147,9 +149,15 @@ class Trainer:
     def __init__(self, method: Method | str, clip, task: Task, config: TrainConfig | None = None,
                  classifier: ClipClassifier | None = None, callbacks: list[Callable] = (), **hparams):
         self.method = get_method(method, **hparams)
+        if isinstance(self.method, Recipe):
+            raise ValueError(f"{self.method.name} is a recipe of several training runs, not one: train it with "
+                             f"rftlab.finetune({self.method.name!r}, clip, task, config)")
         self.clip = clip
         self.task = task
-        self.config = config or TrainConfig()
+        if config is None:  # the method's recipe for this model (rftlab.recipes)
+            from .recipes import recipe_config
+            config = recipe_config(self.method, clip, task)
+        self.config = config
         self.ranks = distributed.start(self.config.distributed, pick_device(self.config.device))
         self.ranks.shard_size(self.config.batch_size)
         self.device = self.ranks.device
@@ -313,6 +321,35 @@ class Trainer:
                               {k: v.detach().cpu().clone() for k, v in self.classifier.state_dict().items()})
         return rec
 
+    def _probe(self) -> None:
+        """The linear-probe stage ``Method.probe()`` asks for (LP, LP-FT): the frozen tower encodes
+        train (and val, when there is a grid to choose from) once, through the feature cache;
+        full-batch L-BFGS fits the head for each weight decay from the head the method set up; the
+        best val accuracy wins. One history record per weight decay, at step 0."""
+        spec = self.method.probe()
+        if spec is None:
+            return
+        from .cache import cached_encode_split
+        from .methods.lp import fit_linear_probe
+        clf, task, tf, cache = self.classifier, self.task, self.clip.preprocess, self.config.feature_cache
+        train = cached_encode_split(clf, task.train, tf, cache=cache)
+        val = cached_encode_split(clf, task.val, tf, cache=cache) if len(spec.weight_decays) > 1 else None
+        head0, best = clf.head.detach().clone(), None
+        for wd in spec.weight_decays:
+            with torch.no_grad():
+                clf.head.copy_(head0)
+            fit = fit_linear_probe(clf, train, task.train.labels, wd, spec.iters)[-1]
+            rec = {"step": 0, "probe_weight_decay": wd, "loss": fit["loss"], "ce": fit["ce"]}
+            if val is not None:
+                with torch.no_grad():
+                    scored, labels = task.val.score(clf.scale.cpu() * val @ clf.head.detach().float().cpu())
+                rec["val_probe_acc"] = (scored.argmax(1) == labels).float().mean().item()
+            self.history.append(rec)
+            if best is None or rec.get("val_probe_acc", 0.0) > best[0]:
+                best = (rec.get("val_probe_acc", 0.0), clf.head.detach().clone())
+        with torch.no_grad():
+            clf.head.copy_(best[1])
+
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, path: str | Path) -> Path:
         """Rank 0 writes (the ranks hold the same state); every rank returns once it is written."""
@@ -371,19 +408,24 @@ class Trainer:
         if resume:
             self.load_checkpoint(resume)
         t0 = time.time()
-        custom = self.method.run(self)
-        if custom is not None:
-            custom.seconds, custom.custom_loop = time.time() - t0, True
-            return custom
+        self._emit("start", {"trainer": self})
+        if self.step_count == 0:  # a resumed run already has its probed head
+            self._probe()
         result = TrainResult(self.classifier, self.history)
-        if not self.method.trainable or cfg.steps == 0:
+        if not self.method.trainable or cfg.steps == 0:  # no step loop: zero-shot, LP, steps=0
+            if cfg.eval_every:
+                self._emit("eval", self.validate())
+            if cfg.checkpoint_dir:
+                self.save_checkpoint(Path(cfg.checkpoint_dir) / "last.pt")
             self.method.refresh_head(self.classifier)
             self._finish(result)
+            result.seconds = time.time() - t0
+            self.classifier.eval()
+            self._emit("end", {"result": result})
             return result
         from tqdm.auto import tqdm
         bar = tqdm(total=cfg.steps, initial=self.step_count, desc=f"{self.method.name} on {self.task.name}",
                    leave=False, **({} if cfg.progress and self.ranks.is_main else {"disable": True}))  # else TQDM_DISABLE decides
-        self._emit("start", {"trainer": self})
         check_each_step = self.sync_every == 1
         try:
             self._stop_requested = False
@@ -435,10 +477,69 @@ class Trainer:
         return result
 
 
+class _Runs(dict):
+    """Finished runs by their key, kept on the CPU; ``trained`` and ``reused`` count the runs asked for."""
+    trained = 0
+    reused = 0
+
+    def drop(self, method: str) -> None:
+        """Forget the runs of ``method`` (their memory is freed)."""
+        for key in [k for k in self if k[2] == method]:
+            del self[key]
+
+
+_reused: _Runs | None = None  # inside reuse_runs()
+
+
+@contextlib.contextmanager
+def reuse_runs():
+    """Inside this block, :func:`finetune` trains each run once: a second call with the same model
+    object, task object, method, hyperparameters and TrainConfig gets a copy of the first result
+    (interrupted or stopped runs are not kept). ``compare`` and ``sweep`` use it, so soups share
+    their FT ingredients with each other and with the FT sweep, and a sweep's seed-0 run of the
+    selected configuration is not trained twice. Yields the store: its ``trained`` and ``reused``
+    attributes count the runs trained and handed out again inside the block."""
+    global _reused
+    outer, _reused = _reused, (_Runs() if _reused is None else _reused)
+    try:
+        yield _reused
+    finally:
+        _reused = outer
+
+
+def _run_key(method: Method, clip, task: Task, config: TrainConfig):
+    cfg = {k: v for k, v in asdict(config).items() if k != "progress"}
+    return (id(clip.model), id(task), method.name, repr(sorted(method.params.items())), repr(sorted(cfg.items())))
+
+
 def finetune(method: Method | str, clip, task: Task, config: TrainConfig | None = None,
              resume: str | Path | None = None, callbacks: list[Callable] = (), **hparams) -> TrainResult:
-    """Train ``method`` on ``task`` from ``clip``'s zero-shot classifier. ``clip`` itself is
-    never modified: the trainer works on a deep copy of its model."""
-    clip = copy.copy(clip)
-    clip.model = copy.deepcopy(clip.model)
-    return Trainer(method, clip, task, config, callbacks=callbacks, **hparams).fit(resume)
+    """Train ``method`` (any registered name) on ``task`` from ``clip``'s zero-shot classifier.
+    ``clip`` itself is never modified: the trainer works on a deep copy of its model.
+    ``config`` None: the method's recipe for this model (``rftlab.recipes.recipe_config``).
+    ``resume``: a Trainer checkpoint file; for a recipe (soups), the checkpoint folder its runs
+    wrote (each run resumes from its own ``last.pt`` there)."""
+    method = get_method(method, **hparams)
+    if config is None:
+        from .recipes import recipe_config
+        config = recipe_config(method, clip, task)
+    if isinstance(method, Recipe):
+        def train(name: str, cfg: TrainConfig, **hp) -> TrainResult:
+            ckpt = Path(cfg.checkpoint_dir) / "last.pt" if resume and cfg.checkpoint_dir else None
+            return finetune(name, clip, task, cfg, resume=ckpt if ckpt and ckpt.is_file() else None,
+                            callbacks=callbacks, **hp)
+        return method.fit(train, lambda clf: evaluate_val(clf, task, clip.preprocess), config)
+    key = _run_key(method, clip, task, config) if _reused is not None and not resume else None
+    if key is not None and key in _reused:
+        _reused.reused += 1
+        device, kept = _reused[key]
+        return dataclasses.replace(kept, classifier=copy.deepcopy(kept.classifier).to(device), history=list(kept.history))
+    run_clip = copy.copy(clip)
+    run_clip.model = copy.deepcopy(clip.model)
+    result = Trainer(method, run_clip, task, config, callbacks=callbacks).fit(resume)
+    if key is not None:
+        _reused.trained += 1
+    if key is not None and not result.interrupted and result.stopped is None:
+        _reused[key] = (next(result.classifier.parameters()).device, dataclasses.replace(
+            result, classifier=copy.deepcopy(result.classifier).cpu(), history=list(result.history)))
+    return result

@@ -1,6 +1,7 @@
 """Every registered method, smoke-tested by one parametrised test (as DomainBed does),
 on a randomly initialised world CLIP and a tiny task, on the CPU."""
 import copy
+import types
 
 import pytest
 import torch
@@ -55,13 +56,18 @@ def test_every_method_runs_a_few_steps(name, random_clip, tiny_task):
     clip.model = copy.deepcopy(random_clip.model)
     extra = {"ingredients": 2} if name.startswith("soup") else {}
     cfg = rftlab.TrainConfig(steps=4, batch_size=8, lr=1e-3, eval_every=2, progress=False)
-    trainer = rftlab.Trainer(name, clip, tiny_task, cfg, **extra)
-    before = {k: v.clone() for k, v in trainer.classifier.state_dict().items()}
-    refs = _frozen_refs(trainer.method, trainer.classifier)
-    result = trainer.fit()
+    before = rftlab.ClipClassifier.zeroshot(clip, tiny_task.classnames, tiny_task.templates).state_dict()
+    runs = []  # (trainer, its frozen references at the start): one, or one per soup ingredient
+
+    def at_start(event, info):
+        if event == "start":
+            trainer = info["trainer"]
+            runs.append((trainer, _frozen_refs(trainer.method, trainer.classifier)))
+    result = rftlab.finetune(name, clip, tiny_task, cfg, callbacks=[at_start], **extra)
     assert result.stopped is None and not result.interrupted
+    assert len(runs) == extra.get("ingredients", 1)
     losses = [h["loss"] for h in result.history if "loss" in h]
-    if METHODS[name].trainable or name.startswith(("soup", "lp")):
+    if name != "zeroshot":
         assert losses and all(torch.isfinite(torch.tensor(losses))), result.history
     after = result.classifier.state_dict()
     changed = [k for k in before if not torch.equal(before[k], after[k])]
@@ -69,11 +75,12 @@ def test_every_method_runs_a_few_steps(name, random_clip, tiny_task):
         assert not changed
     else:
         assert changed, f"{name} changed no weight"
-    now = _held_tensors(trainer.method)
-    for k, v in refs.items():
-        assert torch.equal(v, now[k].detach()), f"{name}: frozen reference {k} changed"
+    for trainer, refs in runs:
+        now = _held_tensors(trainer.method)
+        for k, v in refs.items():
+            assert torch.equal(v, now[k].detach()), f"{name}: frozen reference {k} changed"
     if name in ("l2-sp", "lipsum-ft", "car-ft", "starft"):
-        assert refs, f"{name} keeps a copy of theta0 that the check must see"
+        assert runs[0][1], f"{name} keeps a copy of theta0 that the check must see"
     metrics = rftlab.evaluate(result.classifier, tiny_task, clip.preprocess)
     assert 0 <= metrics["id_acc"] <= 1 and metrics["worst_group_acc"] is not None
 
@@ -131,3 +138,70 @@ def test_starft_lambda_decays_linearly_over_epochs(random_clip, tiny_task):
     m = rftlab.Trainer("starft", clip, tiny_task, cfg).method
     assert m.steps_per_epoch == 6
     assert [m.weight(s, 24) for s in (0, 6, 12, 18)] == pytest.approx([0.5 * 0.75, 0.5 * 0.5, 0.5 * 0.25, 0.0])
+
+
+def test_the_trainer_runs_methods_and_finetune_runs_recipes(random_clip, tiny_task):
+    with pytest.raises(ValueError, match=r"soup-greedy is a recipe of several training runs.*rftlab.finetune"):
+        rftlab.Trainer("soup-greedy", copy.copy(random_clip), tiny_task, rftlab.TrainConfig(steps=1, progress=False))
+
+
+def test_ft_from_a_random_head(random_clip, tiny_task):
+    cfg = rftlab.TrainConfig(steps=0, progress=False, seed=3)
+    zs = rftlab.Trainer("ft", copy.copy(random_clip), tiny_task, cfg).classifier.head
+    heads = [rftlab.Trainer("ft", copy.copy(random_clip), tiny_task, cfg, head_init="random").classifier.head
+             for _ in range(2)]
+    assert not torch.allclose(heads[0], zs) and torch.equal(heads[0], heads[1])   # random, from the seed
+    assert torch.allclose(heads[0].norm(dim=0), torch.ones(heads[0].shape[1]))    # unit columns, as W0's
+    with pytest.raises(ValueError, match="head_init='gaussian': choose 'zeroshot' or 'random'"):
+        rftlab.get_method("ft", head_init="gaussian")
+
+
+def test_lp_chooses_its_l2_strength_on_val(clip, small_shift):
+    from rftlab.methods.base import PROBE_GRID
+    cfg = rftlab.TrainConfig(progress=False, eval_every=0)
+    res = rftlab.finetune("lp", clip, small_shift, cfg, iters=20)
+    probes = [h for h in res.history if "probe_weight_decay" in h]
+    assert [h["probe_weight_decay"] for h in probes] == list(PROBE_GRID)
+    best = max(probes, key=lambda h: h["val_probe_acc"])   # the first of equal accuracies: the strongest L2
+    fixed = rftlab.finetune("lp", clip, small_shift, cfg, iters=20, weight_decay=best["probe_weight_decay"])
+    assert torch.allclose(res.classifier.head, fixed.classifier.head)
+    assert [h["probe_weight_decay"] for h in fixed.history if "probe_weight_decay" in h] == [best["probe_weight_decay"]]
+    assert rftlab.get_method("lp", weight_decay="1e-4").weight_decay == 1e-4     # typed in a box or a YAML file
+    with pytest.raises(ValueError, match="choose 'val' or a number"):
+        rftlab.get_method("lp-ft", lp_weight_decay="cv")
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_recipe_is_a_valid_train_config(name):
+    from rftlab.recipes import recipe_config
+    world = recipe_config(name, "rftlab-world")
+    assert {k: getattr(world, k) for k in METHODS[name].world_recipe} == METHODS[name].world_recipe
+    paper = recipe_config(name, "ViT-B-16", types.SimpleNamespace(train=range(5120)))   # only its size is read
+    recipe = METHODS[name].paper_recipe
+    if "epochs" in recipe:   # epochs become steps with the task's size and the (overridden) batch size
+        assert paper.steps == recipe["epochs"] * (5120 // recipe["batch_size"])
+        task = types.SimpleNamespace(train=range(1024))
+        assert recipe_config(name, "ViT-B-16", task, batch_size=256).steps == recipe["epochs"] * 4
+        with pytest.raises(ValueError, match="epochs: give the task"):
+            recipe_config(name, "ViT-B-16")
+    assert paper.warmup == recipe.get("warmup_steps", recipe.get("warmup", rftlab.TrainConfig.warmup))
+    assert METHODS[name].grid(6) and all(len(METHODS[name].grid(b)) in (1, b) for b in (3, 6, 12))
+
+
+def test_one_recipe_for_finetune_compare_runs_and_the_panel(clip, small_spurious):
+    from rftlab.runs import resolve_config
+    from rftlab.widgets import TrainPanel
+    lipsum = rftlab.METHODS["lipsum-ft"].world_recipe
+    assert lipsum["lr"] != rftlab.TrainConfig.lr and lipsum["weight_decay"] != rftlab.TrainConfig.weight_decay
+    got = rftlab.Trainer("lipsum-ft", copy.copy(clip), small_spurious).config      # no config: the recipe
+    assert (got.lr, got.weight_decay) == (lipsum["lr"], lipsum["weight_decay"])
+    run = resolve_config({"method": "lipsum-ft", "task": "spurious"})
+    assert (run["lr"], run["weight_decay"]) == (lipsum["lr"], lipsum["weight_decay"])
+    assert resolve_config({"method": "lipsum-ft", "task": "spurious", "lr": 1e-3})["lr"] == 1e-3   # the config wins
+    panel = TrainPanel(clip, task=small_spurious, method="lipsum-ft", device="cpu")
+    assert panel.config_inputs["lr"].value == lipsum["lr"] and panel.config().weight_decay == lipsum["weight_decay"]
+    panel.set_method("ft")
+    assert panel.config().lr == rftlab.METHODS["ft"].world_recipe["lr"] and panel.config().weight_decay == 0.1
+    given = TrainPanel(clip, task=small_spurious, method="lipsum-ft", device="cpu",
+                       config=rftlab.TrainConfig(lr=5e-4, weight_decay=0.3))
+    assert (given.config().lr, given.config().weight_decay) == (5e-4, 0.3)   # a given config is used as it is

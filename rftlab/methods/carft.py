@@ -17,6 +17,7 @@ def context_weights(model, tokenizer, classnames, templates) -> torch.Tensor:
 
 class CARFT(Method):
     name = "car-ft"
+    world_recipe = {"lr": 3e-4, "weight_decay": 0.1}  # FT's (the paper: "recipe as FT")
     paper_recipe = {"lr": 3e-5, "weight_decay": 0.1, "batch_size": 512, "epochs": 10, "warmup_steps": 500, "grad_clip": 1.0}  # ImageNet, ViT-B/16
     summary = "cross-entropy + beta * KL(p_ctx(theta0) || p_ctx(theta)) over the task's contexts"
     anchor_terms = ("context_kl",)
@@ -25,6 +26,8 @@ class CARFT(Method):
         "context_scale": HParam(None, 100.0, 0.0, None,
                                 "s in softmax(s * f @ W_ctx); None: the pretrained model's own scale (100 for OpenAI CLIP)"),
     }
+
+    search = {"beta": (0.3, 1.0, 3.0)}
 
     def setup(self, classifier, task, clip):
         contexts = task.context_templates

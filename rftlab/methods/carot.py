@@ -27,6 +27,8 @@ class CaRot(FLYP):
         "m_ramp": HParam(0.2, 0.2, 0.0, 1.0, "fraction of training over which the momentum rises"),
     }
 
+    search = {("lambda_oc", "lambda_sd"): ((0.1, 0.75), (0.2, 1.5), (0.4, 3.0))}  # both regularisers scaled together
+
     def setup(self, classifier, task, clip):
         super().setup(classifier, task, clip)
         self.teacher = copy.deepcopy(classifier.clip).eval()

@@ -21,6 +21,8 @@ class StarFT(FLYP):
         "caption": HParam("a photo of a {}", "a photo of a {}.", None, None, "the class caption"),
     }
 
+    search = {"lam": (0.15, 0.5, 1.5)}
+
     def setup(self, classifier, task, clip):
         super().setup(classifier, task, clip)
         from ..world.captions import spurious_phrases
