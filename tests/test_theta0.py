@@ -18,12 +18,6 @@ TOL_LOGITS = 1e-4   # logits are ~20 x cosine: channels_last convolutions reorde
 TOL_ANCHOR = 1e-6   # the issue's bound on every pull towards theta0
 
 
-def _fresh(clip):
-    c = copy.copy(clip)
-    c.model = copy.deepcopy(clip.model)
-    return c
-
-
 def _batch(task, clip, n=32):
     split = task.train
     idx = torch.arange(n)
@@ -31,27 +25,37 @@ def _batch(task, clip, n=32):
 
 
 def _check_step_zero(name, clip, task):
+    """What the first Trainer of ``rftlab.finetune(name, ...)`` computes before its first step
+    (a recipe's first ingredient run for soups), caught at its "start" event."""
     images, labels = _batch(task, clip)
     zs = rftlab.ClipClassifier.zeroshot(clip, task.classnames, task.templates).eval()
     with torch.no_grad():
         expected = zs(images)
+    seen = {}
+
+    def at_start(event, info):
+        if event != "start" or seen:
+            return
+        trainer = info["trainer"]
+        has_loss = type(trainer.method).loss is not Method.loss
+        terms = {}
+        if has_loss:
+            for step in (0, 1):  # CaRot distils from step 1; no weight changes in between
+                with torch.no_grad():
+                    terms[step] = {k: float(v) for k, v in trainer.loss_terms(images, labels, step=step).items()}
+        clf = trainer.classifier
+        clf.train()
+        freeze_batchnorm(clf)  # the loop's training mode (``loss_terms`` leaves it so too)
+        with torch.no_grad():
+            got = clf(images.to(memory_format=torch.channels_last) if trainer.channels_last else images)
+            trainer.method.refresh_head(clf)  # FLYP-style methods rebuild the head from the text tower
+            refreshed = clf(images)
+        seen.update(got=got, refreshed=refreshed, terms=terms, method=trainer.method)
+
     extra = {"ingredients": 2} if name.startswith("soup") else {}
-    trainer = rftlab.Trainer(name, _fresh(clip), task,
-                             rftlab.TrainConfig(steps=20, batch_size=32, progress=False), **extra)
-    has_loss = type(trainer.method).loss is not Method.loss
-    terms = {}
-    if has_loss:
-        for step in (0, 1):  # CaRot distils from step 1; no weight changes in between
-            with torch.no_grad():
-                terms[step] = {k: float(v) for k, v in trainer.loss_terms(images, labels, step=step).items()}
-    clf = trainer.classifier
-    clf.train()
-    freeze_batchnorm(clf)  # the loop's training mode (``loss_terms`` leaves it so too)
-    with torch.no_grad():
-        got = clf(images.to(memory_format=torch.channels_last) if trainer.channels_last else images)
-        trainer.method.refresh_head(clf)  # FLYP-style methods rebuild the head from the text tower
-        refreshed = clf(images)
-    return expected, got, refreshed, terms, trainer.method
+    rftlab.finetune(name, clip, task, rftlab.TrainConfig(steps=1, batch_size=32, eval_every=0, progress=False),
+                    callbacks=[at_start], **extra)
+    return expected, seen["got"], seen["refreshed"], seen["terms"], seen["method"]
 
 
 @pytest.mark.parametrize("name", list(METHODS))
@@ -72,7 +76,7 @@ def test_step_zero_computes_the_zero_shot_classifier(name, clip, small_shift):
 def test_methods_that_keep_a_frozen_theta0_declare_the_terms_that_pull_to_it():
     """The check above can only see terms a method declares: every method with a term that
     compares the model with theta0 or a teacher names it in ``anchor_terms``."""
-    declared = {name: cls.anchor_terms for name, cls in METHODS.items() if cls.anchor_terms}
+    declared = {name: cls.anchor_terms for name, cls in METHODS.items() if getattr(cls, "anchor_terms", ())}
     assert declared == {"l2-sp": ("l2sp",), "lipsum-ft": ("lipsum",), "car-ft": ("context_kl",),
                         "carot": ("self_distillation",), "starft": ("spurious_kl",)}
 
@@ -83,7 +87,7 @@ def test_the_check_fails_when_a_model_uses_batch_statistics(clip, small_shift):
     model = copy.deepcopy(clip.model)
     bn = torch.nn.BatchNorm1d(model.visual.head.proj.in_features, affine=False, momentum=0.0).eval()
     model.visual.head.proj = torch.nn.Sequential(bn, model.visual.head.proj)
-    c = _fresh(clip)
+    c = copy.copy(clip)
     c.model = model
     images, _ = _batch(small_shift, c)
     zs = rftlab.ClipClassifier.zeroshot(c, small_shift.classnames, small_shift.templates)
