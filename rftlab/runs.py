@@ -331,15 +331,15 @@ def _started_with(resolved: dict) -> dict:
     return {k: v for k, v in resolved.items() if k not in _MAY_CHANGE_ON_RESUME}
 
 
-def _resume_checkpoint(folder: Path, resolved: dict, log) -> dict | None:
-    """The run's checkpoint, read once and checked against ``config.json``; None when the run
-    never wrote one (it starts from step 0: nothing is lost). A damaged checkpoint or a config
-    changed since the run started raises, saying how to start over deliberately."""
+def _resume_checkpoint(folder: Path, resolved: dict) -> tuple[dict, str] | None:
+    """(the run's checkpoint, read once and checked against ``config.json``; the advice for
+    errors), or None when the run never wrote one (it starts from step 0: nothing is lost). A
+    damaged checkpoint or a config changed since the run started raises, saying how to start
+    over deliberately."""
     from .errors import ResumeError
     from .train import read_checkpoint
     ckpt = folder / CHECKPOINT
     if not ckpt.exists():
-        log(f"{folder}: no checkpoint yet; training from the start")
         return None
     fix = (f"Nothing was changed. To start this run over instead: "
            f"`rftlab finetune --config {folder / CONFIG_FILE} --out {folder} --overwrite`.")
@@ -355,14 +355,14 @@ def _resume_checkpoint(folder: Path, resolved: dict, log) -> dict | None:
                               f"values back to continue the run (only --device and --cache may change), "
                               f"start a new run with --out, or start this one over: "
                               f"`rftlab finetune --config {folder / CONFIG_FILE} --out {folder} --overwrite`.")
-    log(f"{folder}: resuming from {ckpt} (step {ck['step']})")
-    return {**ck, "_fix": fix}
+    return ck, fix
 
 
 def _execute(resolved: dict, folder: Path | None, resume: bool, callbacks, progress: bool, log) -> dict:
     from .cache import as_cache, weights_fingerprint
     from .evaluation import evaluate
     from .train import Trainer
+    found = _resume_checkpoint(folder, resolved) if resume else None   # before any loading: a refusal is quick
     clip, task = load_parts(resolved)
     start_weights = weights_fingerprint(clip.model)   # wise-curve checks it rebuilds these weights
     cache = as_cache(resolved["cache"])
@@ -380,10 +380,11 @@ def _execute(resolved: dict, folder: Path | None, resume: bool, callbacks, progr
     main = trainer.ranks.is_main   # under torchrun, rank 0 writes
     writes = folder is not None and main
     log = log if main else (lambda m: None)
-    if resume:
-        start = _resume_checkpoint(folder, resolved, log)
-        if start is not None:
-            trainer.load_checkpoint(start, start.pop("_fix"))
+    if found is not None:
+        trainer.load_checkpoint(ckpt, found[1], checkpoint=found[0])
+        log(f"{folder}: resuming from {ckpt} (step {trainer.step_count})")
+    elif resume:
+        log(f"{folder}: no checkpoint yet; training from the start")
     if writes and not resume:
         folder.mkdir(parents=True, exist_ok=True)
         _write_json(folder / CONFIG_FILE, resolved)

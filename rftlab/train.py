@@ -61,6 +61,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} is out of range")
         if self.select not in ("last", "val_acc", "val_worst_group_acc"):
             raise ValueError(f"select={self.select!r}: choose 'last', 'val_acc' or 'val_worst_group_acc'")
+        if self.device:
+            parse_device(self.device)  # its spelling now; whether this machine has it, when training starts
         if self.distributed not in (None, True, False):
             raise ValueError(f"distributed={self.distributed!r}: choose None (automatic under torchrun), True or False")
 
@@ -90,14 +92,19 @@ def is_convolutional(model: torch.nn.Module) -> bool:
     return sum(isinstance(m, torch.nn.Conv2d) for m in visual.modules()) > 1
 
 
-def pick_device(device: str | None = None) -> torch.device:
-    if not device:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def parse_device(device) -> torch.device:
+    """``torch.device(device)``, or a ValueError that lists what a device is."""
     try:
-        dev = torch.device(device)
+        return torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise ValueError(f"device {device!r} is not a device: give cpu, cuda, cuda:1, mps, "
                          f"or nothing (CUDA when present)") from err
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if not device:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = parse_device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r}: this machine has no usable CUDA GPU; use --device cpu "
                          f"(or give no device)")
@@ -334,24 +341,29 @@ class Trainer:
         self.ranks.barrier()
         return path
 
-    def load_checkpoint(self, checkpoint: str | Path | dict, fix: str = "") -> None:
-        """Continue from a checkpoint (a path, or what :func:`read_checkpoint` returned). A damaged
-        file, or one of another architecture or method, raises; ``fix`` ends those messages."""
-        path = checkpoint if not isinstance(checkpoint, dict) else checkpoint.get("_path", "checkpoint")
-        ck = read_checkpoint(checkpoint, fix) if not isinstance(checkpoint, dict) else checkpoint
+    def load_checkpoint(self, path: str | Path, fix: str = "", checkpoint: dict | None = None) -> None:
+        """Continue from the checkpoint at ``path`` (``checkpoint``: what :func:`read_checkpoint`
+        already read from it). A damaged file, or one of another architecture or method, raises;
+        ``fix`` ends those messages."""
+        ck = checkpoint if checkpoint is not None else read_checkpoint(path, fix)
         from .errors import ResumeError
         tail = f" {fix}" if fix else ""
         if ck["arch"] != self.clip.arch:
             raise ResumeError(f"checkpoint {path} is for architecture {ck['arch']!r}, not {self.clip.arch!r}.{tail}")
         if ck["method"] != self.method.name:
             raise ResumeError(f"checkpoint {path} was trained with {ck['method']!r}, not {self.method.name!r}.{tail}")
-        self.classifier.load_state_dict(ck["classifier"])
-        if self.optimizer and ck["optimizer"]:
-            self.optimizer.load_state_dict(ck["optimizer"])
-        if ck.get("method_state") is not None:
-            self.method.load_state_dict(ck["method_state"])
+        try:
+            self.classifier.load_state_dict(ck["classifier"])
+            if self.optimizer and ck["optimizer"]:
+                self.optimizer.load_state_dict(ck["optimizer"])
+            if ck.get("method_state") is not None:
+                self.method.load_state_dict(ck["method_state"])
+            _set_rng_state(ck["rng"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as err:
+            from .errors import BadFileError
+            raise BadFileError(f"checkpoint {path} does not fit this model, task and method "
+                               f"({(str(err).splitlines() or [type(err).__name__])[0]}).{tail}", path) from err
         self.step_count, self.history = ck["step"], ck["history"]
-        _set_rng_state(ck["rng"])
         self._stream = None
 
     def _finish(self, result: TrainResult) -> None:
@@ -455,7 +467,7 @@ def read_checkpoint(path: str | Path, fix: str = "") -> dict:
     if missing:
         raise BadFileError(f"checkpoint {path} is not a Trainer checkpoint (it lacks {', '.join(missing)})."
                            + (f" {fix}" if fix else ""), path)
-    return {**ck, "_path": str(path)}
+    return ck
 
 
 def finetune(method: Method | str, clip, task: Task, config: TrainConfig | None = None,
