@@ -90,8 +90,10 @@ def load_safetensors(path, what: str = "weights file", fix: str = "") -> tuple[d
     """(tensors, string metadata) of a safetensors file, with the errors of :func:`load_torch`."""
     path = Path(path)
     tail = f" {fix}" if fix else ""
-    if not path.is_file():
+    if not path.exists():
         raise MissingFileError(f"{what} {path} does not exist.{tail}", path)
+    if path.is_dir():
+        raise BadFileError(f"{what} {path} is a folder, not a file.{tail}", path)
     from safetensors import safe_open
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
