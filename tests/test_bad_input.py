@@ -8,7 +8,6 @@ fix where there is one), that no traceback reached the terminal, and, where the 
 import csv
 import hashlib
 import importlib.util
-import io
 import json
 import os
 import random
@@ -26,9 +25,9 @@ from PIL import Image
 
 import rftlab
 from rftlab.cli import main
-from rftlab.datasets import DatasetLayoutError, load_dataset
+from rftlab.datasets import load_dataset
 from rftlab.errors import BadFileError, ImageReadError, MissingFileError, ResumeError, RftlabError
-from rftlab.runs import finetune_run, resume_run, wise_curve_run
+from rftlab.runs import finetune_run, resume_run
 
 from fixtures_datasets import (celeba_tree, csv_tree, domainnet_tree, folder_tree, image, objectnet_tree, v2_tree,
                                waterbirds_tree, wnid_tree)
