@@ -130,7 +130,8 @@ def cmd_finetune(a) -> int:
     if a.json:
         print(json.dumps(record, indent=1))
     if record.get("status") == "interrupted":
-        return 130
+        from .errors import EXIT_INTERRUPTED
+        return EXIT_INTERRUPTED
     if not a.json:
         print(_metrics_table([(record["method"], record["metrics"])]))
     return 0
@@ -303,13 +304,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupted(a) -> str:
+    """What Ctrl-C outside the training loop leaves, and how to go on."""
+    folder = getattr(a, "resume", None) or getattr(a, "out", None)
+    if getattr(a, "command", "") == "finetune" and folder:
+        from .runs import has_run
+        if has_run(folder):
+            return f"; the run folder keeps its last checkpoint: continue with `rftlab finetune --resume {folder}`"
+    return ""
+
+
 def main(argv=None) -> int:
+    """Exit codes: 0 done; 2 bad input (a bad flag value, name, file or setting: one line on
+    stderr, no traceback); 130 interrupted (Ctrl-C; a run folder keeps its last checkpoint);
+    1 with a traceback: a bug in rftlab. ``RFTLAB_TRACEBACK=1`` shows tracebacks of bad input too."""
+    import os
+
+    from .errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, TRACEBACK_ENV, is_user_error
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
+    except KeyboardInterrupt:
+        print(f"rftlab {args.command}: interrupted{_interrupted(args)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as err:
+        if not is_user_error(err) or os.environ.get(TRACEBACK_ENV):
+            raise
         print(f"rftlab {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

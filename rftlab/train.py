@@ -64,6 +64,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} is out of range")
         if self.select not in ("last", "val_acc", "val_worst_group_acc"):
             raise ValueError(f"select={self.select!r}: choose 'last', 'val_acc' or 'val_worst_group_acc'")
+        if self.device:
+            parse_device(self.device)  # its spelling now; whether this machine has it, when training starts
         if self.distributed not in (None, True, False):
             raise ValueError(f"distributed={self.distributed!r}: choose None (automatic under torchrun), True or False")
 
@@ -105,10 +107,26 @@ def freeze_batchnorm(module: torch.nn.Module) -> int:
     return len(layers)
 
 
-def pick_device(device: str | None = None) -> torch.device:
-    if device:
+def parse_device(device) -> torch.device:
+    """``torch.device(device)``, or a ValueError that lists what a device is."""
+    try:
         return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device {device!r} is not a device: give cpu, cuda, cuda:1, mps, "
+                         f"or nothing (CUDA when present)") from err
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if not device:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = parse_device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: this machine has no usable CUDA GPU; use --device cpu "
+                         f"(or give no device)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                         f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return dev
 
 
 def seed_everything(seed: int) -> None:
@@ -124,7 +142,10 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
 
 
 def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every random state, as tensors and plain values (a checkpoint loads with weights_only=True)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss)}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -132,7 +153,8 @@ def _rng_state() -> dict:
 
 def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.int64).astype(np.uint32), *rest))
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -189,6 +211,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.params, lr=self.config.lr, weight_decay=self.config.weight_decay) \
             if self.params and self.method.trainable else None
         self._stop_requested = False
+        self.checkpoint_extra: dict = {}  # more plain values for every checkpoint (a run folder's config)
         self._stream = None
         self._pending: list[tuple[int, float, dict]] = []  # steps whose loss terms the host has not read
         self._good: dict | None = None                      # the state at the last read of finite losses
@@ -352,37 +375,51 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, path: str | Path) -> Path:
-        """Rank 0 writes (the ranks hold the same state); every rank returns once it is written."""
+        """Rank 0 writes (the ranks hold the same state); every rank returns once it is written.
+        The file holds tensors and plain containers only (it loads with ``weights_only=True``)
+        and is written atomically: a process killed while writing leaves the previous one whole."""
+        from .files import save_torch
         self._read()
         path = Path(path)
         if not self.ranks.is_main:
             self.ranks.barrier()
             return path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({
+        plain = (type(None), bool, int, float, str)
+        config = {k: v if isinstance(v, plain) else str(v) for k, v in asdict(self.config).items()}
+        save_torch({
             "arch": self.clip.arch, "pretrained": self.clip.pretrained, "task": self.task.name,
-            "method": self.method.name, "hparams": self.method.params, "config": asdict(self.config),
+            "method": self.method.name, "hparams": self.method.params, "config": config,
             "classifier": self.classifier.state_dict(),
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
             "step": self.step_count, "history": self.history, "rng": _rng_state(),
-            "method_state": self.method.state_dict(),
+            "method_state": self.method.state_dict(), **self.checkpoint_extra,
         }, path)
         self.ranks.barrier()
         return path
 
-    def load_checkpoint(self, path: str | Path) -> None:
-        ck = torch.load(path, map_location=self.device, weights_only=False)
+    def load_checkpoint(self, path: str | Path, fix: str = "", checkpoint: dict | None = None) -> None:
+        """Continue from the checkpoint at ``path`` (``checkpoint``: what :func:`read_checkpoint`
+        already read from it). A damaged file, or one of another architecture or method, raises;
+        ``fix`` ends those messages."""
+        ck = checkpoint if checkpoint is not None else read_checkpoint(path, fix)
+        from .errors import ResumeError
+        tail = f" {fix}" if fix else ""
         if ck["arch"] != self.clip.arch:
-            raise ValueError(f"checkpoint {path} is for architecture {ck['arch']!r}, not {self.clip.arch!r}")
+            raise ResumeError(f"checkpoint {path} is for architecture {ck['arch']!r}, not {self.clip.arch!r}.{tail}")
         if ck["method"] != self.method.name:
-            raise ValueError(f"checkpoint {path} was trained with {ck['method']!r}, not {self.method.name!r}")
-        self.classifier.load_state_dict(ck["classifier"])
-        if self.optimizer and ck["optimizer"]:
-            self.optimizer.load_state_dict(ck["optimizer"])
-        if ck.get("method_state") is not None:
-            self.method.load_state_dict(ck["method_state"])
+            raise ResumeError(f"checkpoint {path} was trained with {ck['method']!r}, not {self.method.name!r}.{tail}")
+        try:
+            self.classifier.load_state_dict(ck["classifier"])
+            if self.optimizer and ck["optimizer"]:
+                self.optimizer.load_state_dict(ck["optimizer"])
+            if ck.get("method_state") is not None:
+                self.method.load_state_dict(ck["method_state"])
+            _set_rng_state(ck["rng"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as err:
+            from .errors import BadFileError
+            raise BadFileError(f"checkpoint {path} does not fit this model, task and method "
+                               f"({(str(err).splitlines() or [type(err).__name__])[0]}).{tail}", path) from err
         self.step_count, self.history = ck["step"], ck["history"]
-        _set_rng_state(ck["rng"])
         self._stream = None
 
     def _finish(self, result: TrainResult) -> None:
@@ -510,6 +547,23 @@ def reuse_runs():
 def _run_key(method: Method, clip, task: Task, config: TrainConfig):
     cfg = {k: v for k, v in asdict(config).items() if k != "progress"}
     return (id(clip.model), id(task), method.name, repr(sorted(method.params.items())), repr(sorted(cfg.items())))
+
+
+CHECKPOINT_KEYS = ("arch", "method", "classifier", "optimizer", "step", "history", "rng")
+
+
+def read_checkpoint(path: str | Path, fix: str = "") -> dict:
+    """A Trainer checkpoint read safely (``weights_only=True``) and checked for the entries a
+    resume needs; a damaged or foreign file raises :class:`~rftlab.errors.BadFileError` naming
+    it, with ``fix`` at the end of the message."""
+    from .errors import BadFileError
+    from .files import load_torch, numpy_array_globals
+    ck = load_torch(path, "checkpoint", fix, extra_globals=numpy_array_globals())  # numpy: checkpoints of rftlab <= 0.1
+    missing = [k for k in CHECKPOINT_KEYS if k not in ck] if isinstance(ck, dict) else list(CHECKPOINT_KEYS)
+    if missing:
+        raise BadFileError(f"checkpoint {path} is not a Trainer checkpoint (it lacks {', '.join(missing)})."
+                           + (f" {fix}" if fix else ""), path)
+    return ck
 
 
 def finetune(method: Method | str, clip, task: Task, config: TrainConfig | None = None,

@@ -193,7 +193,9 @@ def test_one_recipe_for_finetune_compare_runs_and_the_panel(clip, small_spurious
     from rftlab.widgets import TrainPanel
     lipsum = rftlab.METHODS["lipsum-ft"].world_recipe
     assert lipsum["lr"] != rftlab.TrainConfig.lr and lipsum["weight_decay"] != rftlab.TrainConfig.weight_decay
-    got = rftlab.Trainer("lipsum-ft", copy.copy(clip), small_spurious).config      # no config: the recipe
+    fresh = copy.copy(clip)
+    fresh.model = copy.deepcopy(clip.model)   # a Trainer lays out the model it trains as channels_last
+    got = rftlab.Trainer("lipsum-ft", fresh, small_spurious).config      # no config: the recipe
     assert (got.lr, got.weight_decay) == (lipsum["lr"], lipsum["weight_decay"])
     run = resolve_config({"method": "lipsum-ft", "task": "spurious"})
     assert (run["lr"], run["weight_decay"]) == (lipsum["lr"], lipsum["weight_decay"])

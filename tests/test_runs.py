@@ -80,7 +80,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     assert done["status"] == "complete" and done["steps"] == 4
     hist = [json.loads((tmp_path / r / "history.json").read_text()) for r in ("full", "cut")]
     assert hist[0] == hist[1] and len(hist[0]) == 6
-    models = [torch.load(tmp_path / r / "model.pt", weights_only=False)["classifier"] for r in ("full", "cut")]
+    models = [torch.load(tmp_path / r / "model.pt", weights_only=True)["classifier"] for r in ("full", "cut")]
     assert all(torch.equal(models[0][k], models[1][k]) for k in models[0])
     assert done["metrics"] == full["metrics"]
     # resuming a complete run trains nothing and returns its record
@@ -131,7 +131,7 @@ def test_wise_curve_of_a_wise_ft_run(tmp_path):
     from rftlab.evaluation import evaluate
     from rftlab.runs import load_parts
     rec = finetune_run({**TINY, "method": "wise-ft", "hparams": {"alpha": 0.5}}, tmp_path, progress=False, log=quiet)
-    saved = torch.load(tmp_path / "model.pt", weights_only=False)
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
     assert saved["endpoint"] is not None     # the fine-tuned weights, before WiSE-FT's interpolation
     curve = wise_curve_run(tmp_path, alphas=(0, 0.5, 1), log=quiet)
     assert [r["alpha"] for r in curve["rows"]] == [0.0, 0.5, 1.0]
