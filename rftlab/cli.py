@@ -197,6 +197,17 @@ def cmd_sweep(a) -> int:
     return 0
 
 
+def cmd_claims(a) -> int:
+    from .claims import run_claims, write_report
+    out = a.out or ("claims-quick" if a.quick else "docs")
+    result = run_claims(quick=a.quick, budget=a.budget, log=lambda m: print(m, flush=True))
+    paths = write_report(result, out)
+    print("wrote " + ", ".join(str(p) for p in paths))
+    if a.json:
+        print(json.dumps(result["rows"], indent=1))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rftlab", description="Robust fine-tuning of CLIP, hands on.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -294,6 +305,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the probe's image features on disk (LP, LP-FT)")
     s.add_argument("--json", default=None, help="write the result here")
     s.set_defaults(func=cmd_sweep)
+
+    s = sub.add_parser("claims", help="test every paper's claim under its protocol: docs/claims.md and .json",
+                       description="Tune every method on val with the same budget (rftlab sweep), retrain over "
+                                   "seeds, score each claim as its paper does and decide it by the rule in "
+                                   "docs/claims.md. --quick: the recorded tuned values, 2 seeds, no sweep.")
+    s.add_argument("--quick", action="store_true", help="no sweep: the tuned values of the last full run, 2 seeds")
+    s.add_argument("--budget", type=int, default=6, help="configurations per method in the sweep (a multiple of 3)")
+    s.add_argument("--out", default=None, help="folder for claims.md and claims.json (default: docs, or "
+                                                "claims-quick with --quick)")
+    s.add_argument("--json", action="store_true", help="also print the rows as JSON")
+    s.set_defaults(func=cmd_claims)
 
     s = sub.add_parser("phenomena", help="measure what fine-tuning does to robustness on the world")
     s.add_argument("--model", default="rftlab-world")

@@ -79,13 +79,15 @@ def budget_text(methods, budget: int, seeds, metric: str, settings: dict) -> str
 
 
 def sweep(clip, task, methods=None, budget: int = 6, seeds=(0, 1, 2), select: str | None = None,
-          log=print, **overrides) -> dict:
+          log=print, hparams: dict | None = None, **overrides) -> dict:
     """Tune each method on val with the same budget, then retrain its selected configuration over
     ``seeds`` and score it on test. ``overrides``: TrainConfig fields for every run (``steps``,
     ``batch_size``, ``device``...; ``eval_every`` defaults to 0: selection uses the final model).
     Returns ``{"task", "model", "select", "budget", "seeds", "settings", "budget_text", "rows"}``,
     one row per method: every configuration's val metrics and score, the selected one, test metrics
-    (mean and std over seeds), the runs selection asked for and trained, and seconds."""
+    (mean and std over seeds; ``test_runs``: each seed's), the runs selection asked for and trained,
+    and seconds. ``hparams``: hyperparameters fixed for every configuration of every method (e.g.
+    ``{"head_init": "random"}`` for FT from a random head), not tuned."""
     methods = list(methods or METHODS)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -96,6 +98,7 @@ def sweep(clip, task, methods=None, budget: int = 6, seeds=(0, 1, 2), select: st
     if not seeds:
         raise ValueError("give at least one seed")
     metric = selection_metric(task, select)
+    fixed = dict(hparams or {})
     settings = {"eval_every": 0, **overrides}
     grids = {m: METHODS[m].grid(budget) for m in methods}  # a budget a grid does not divide fails here, early
     text = budget_text(methods, budget, seeds, metric, settings)
@@ -104,7 +107,7 @@ def sweep(clip, task, methods=None, budget: int = 6, seeds=(0, 1, 2), select: st
 
     def run(m: str, point: dict, seed: int):
         """(the run's TrainResult, its lr) for one grid point at one seed."""
-        hp = dict(point)
+        hp = {**fixed, **point}
         factor = hp.pop("lr_factor", None)
         cfg = recipe_config(m, clip, task, **{"progress": False, **settings, "seed": seed})
         if factor is not None:
@@ -115,7 +118,7 @@ def sweep(clip, task, methods=None, budget: int = 6, seeds=(0, 1, 2), select: st
         """The classifier with post-hoc values applied to the run's endpoint (WiSE-FT's alpha)."""
         if not values:
             return result.classifier
-        method = get_method(m, **{k: v for k, v in point.items() if k != "lr_factor"}, **values)
+        method = get_method(m, **fixed, **{k: v for k, v in point.items() if k != "lr_factor"}, **values)
         method.config = cfg
         method.setup(copy.deepcopy(zeroshot), task, clip)
         clf = copy.deepcopy(result.classifier)
@@ -150,7 +153,8 @@ def sweep(clip, task, methods=None, budget: int = 6, seeds=(0, 1, 2), select: st
             row = {"method": m, "select": metric,
                    "configurations": [{k: c[k] for k in ("hparams", "lr", "steps", "val", "score")} for c in configs],
                    "selected": {k: best[k] for k in ("hparams", "lr", "steps", "score")},
-                   "selection_runs": asked, "new_runs": trained, "seeds": list(seeds),
+                   "fixed": fixed, "selection_runs": asked, "new_runs": trained, "seeds": list(seeds),
+                   "test_runs": tests,
                    "test": {k: {"mean": statistics.fmean(r[k] for r in tests if k in r),
                                 "std": statistics.pstdev([r[k] for r in tests if k in r])}
                             for k in tests[0]},
