@@ -257,18 +257,61 @@ def score(classifier, protocol: str, clip) -> dict:
     return out
 
 
-class _Runner:
-    """Trains and scores runs, each (label, seed, hparams, lr) once."""
+def _key(label: str, seed: int, hparams: dict, lr: float | None) -> tuple:
+    return (label, seed, json.dumps(hparams, sort_keys=True), lr)
 
-    def __init__(self, clip, log, settings: dict):
-        self.clip, self.log, self.settings = clip, log, settings
+
+def _work(jobs: list, settings: dict, threads: int) -> dict:
+    """A worker process: train and score ``jobs`` (one seed's runs, so a soup's ingredients and FT
+    share runs) with ``threads`` torch threads. Returns their metrics by key."""
+    import warnings
+    from .models import load_model
+    from .train import reuse_runs
+    torch.set_num_threads(threads)
+    warnings.filterwarnings("ignore", message="training interrupted")
+    runner = _Runner(load_model(), lambda m: print(m, flush=True), settings)
+    with reuse_runs():
+        for label, seed, hp, lr in jobs:
+            runner(RUNS[label], seed, hp, lr)
+    return runner.metrics
+
+
+class _Runner:
+    """Trains and scores runs, each (label, seed, hparams, lr) once; :meth:`prefetch` computes
+    many at once in worker processes (one thread each: on the small world model two processes
+    do more work than one process with two threads)."""
+
+    def __init__(self, clip, log, settings: dict, workers: int = 1):
+        self.clip, self.log, self.settings, self.workers = clip, log, settings, workers
         self.metrics: dict = {}
+
+    def prefetch(self, jobs) -> None:
+        """Compute the (label, seed, hparams, lr) ``jobs`` not yet known, grouped by seed into
+        ``workers`` processes; with one worker, here."""
+        todo = list(dict.fromkeys((lab, s, json.dumps(hp, sort_keys=True), lr) for lab, s, hp, lr in jobs
+                                  if _key(lab, s, hp, lr) not in self.metrics))
+        if not todo:
+            return
+        if self.workers <= 1:
+            for lab, s, hp, lr in todo:
+                self(RUNS[lab], s, json.loads(hp), lr)
+            return
+        import concurrent.futures
+        import multiprocessing
+        seeds = sorted({s for _, s, _, _ in todo})
+        shares = [[(lab, s, json.loads(hp), lr) for lab, s, hp, lr in todo if seeds.index(s) % self.workers == w]
+                  for w in range(self.workers)]
+        ctx = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(len([x for x in shares if x]), mp_context=ctx) as pool:
+            for got in pool.map(_work, [x for x in shares if x], [self.settings] * len(shares),
+                                [1] * len(shares)):
+                self.metrics.update(got)
 
     def __call__(self, run: Run, seed: int, hparams: dict, lr: float | None) -> dict:
         from .classifier import ClipClassifier
         from .recipes import recipe_config
         from .train import finetune
-        key = (run.label, seed, json.dumps(hparams, sort_keys=True), lr)
+        key = _key(run.label, seed, hparams, lr)
         if key in self.metrics:
             return self.metrics[key]
         task, _ = protocol_tasks(run.protocol)
@@ -296,21 +339,39 @@ def _base(run: Run) -> Run:
     raise ValueError(f"no tuned run of {run.method} on {run.protocol} for ablation {run.label!r}")
 
 
-def tune(clip, budget: int, log=print, **settings) -> dict:
-    """The selection of every tuned run: ``rftlab.sweep`` on the protocol's training task, the same
-    ``budget`` of configurations for every method, chosen on :data:`SELECT` (val only)."""
+def _tune_one(label: str, budget: int, settings: dict, threads: int) -> dict:
+    """The selection of one tuned run (a worker process or here)."""
+    from .models import load_model
     from .tuning import sweep
-    out = {}
-    for run in RUNS.values():
-        if not run.tune or run.method == "zeroshot":
-            continue
-        task, _ = protocol_tasks(run.protocol)
-        log(f"tuning {run.label} on {task.name}")
-        res = sweep(clip, task, [run.method], budget=budget, seeds=(0,), select=SELECT, hparams=run.fixed,
-                    log=lambda m: None, **settings)
-        sel = res["rows"][0]["selected"]
-        out[run.label] = {"lr": sel["lr"], "hparams": {k: v for k, v in sel["hparams"].items() if k not in run.fixed},
-                          "val": sel["score"]}
+    torch.set_num_threads(threads)
+    run = RUNS[label]
+    task, _ = protocol_tasks(run.protocol)
+    res = sweep(load_model(), task, [run.method], budget=budget, seeds=(0,), select=SELECT, hparams=run.fixed,
+                log=lambda m: None, **settings)
+    sel = res["rows"][0]["selected"]
+    print(f"tuned {label} on {task.name}: lr {sel['lr']}, {sel['hparams']}, {SELECT} {sel['score']:.4f}", flush=True)
+    return {"lr": sel["lr"], "hparams": {k: v for k, v in sel["hparams"].items() if k not in run.fixed},
+            "val": sel["score"]}
+
+
+def tune(budget: int, workers: int = 1, log=print, **settings) -> dict:
+    """The selection of every tuned run: ``rftlab.sweep`` on the protocol's training task, the same
+    ``budget`` of configurations for every method, chosen on :data:`SELECT` (val only). Soups are
+    not tuned (their ingredients are the FT learning-rate grid: nothing to select)."""
+    from .methods import Recipe, get_method
+    labels = [r.label for r in RUNS.values() if r.tune and r.method != "zeroshot"
+              and not isinstance(get_method(r.method), Recipe)]
+    out = {r.label: {"lr": None, "hparams": {}, "val": None} for r in RUNS.values()
+           if r.tune and r.method != "zeroshot" and r.label not in labels}
+    log(f"tuning {len(labels)} runs, {budget} configurations each, in {workers} process(es)")
+    if workers <= 1:
+        out.update({lab: _tune_one(lab, budget, settings, torch.get_num_threads()) for lab in labels})
+        return out
+    import concurrent.futures
+    import multiprocessing
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {lab: pool.submit(_tune_one, lab, budget, settings, 1) for lab in labels}
+        out.update({lab: f.result() for lab, f in futures.items()})
     return out
 
 
@@ -369,49 +430,79 @@ def _reason(runner, claim: Claim, chosen: dict, seeds, judged: dict) -> dict:
             "reason": what}
 
 
-def run_claims(quick: bool = False, budget: int = 6, log=print, tuned: dict | None = None, **settings) -> dict:
+def _labels(claim: Claim) -> list[str]:
+    return [claim.method, *(claim.baseline if isinstance(claim.baseline, tuple) else (claim.baseline,))]
+
+
+def _jobs(labels, chosen: dict, seeds) -> list[tuple]:
+    out = []
+    for lab in labels:
+        hp, lr = _settings(RUNS[lab], chosen)
+        out += [(lab, s, hp, lr) for s in seeds]
+    return out
+
+
+def default_workers() -> int:
+    """Processes that train runs side by side: one per core, two at most (each with one thread)."""
+    import os
+    return max(1, min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def run_claims(quick: bool = False, budget: int = 6, log=print, tuned: dict | None = None,
+               workers: int | None = None, **settings) -> dict:
     """Every claim of :data:`CLAIMS`, decided by :data:`RULE`. Full: tune every method with
     ``rftlab.sweep`` (``budget`` configurations each, on val), 3 seeds (5 for close calls), and the
     published defaults beside the tuned values. ``quick``: no sweep (the tuned values recorded by
-    the last full run, :data:`TUNED_FILE`), 2 seeds, no defaults, no extra seeds. ``settings``:
-    TrainConfig fields for every run on top of the recipes (``steps=2`` makes a smoke run)."""
+    the last full run, :data:`TUNED_FILE`), 2 seeds, no defaults, no extra seeds. ``workers``:
+    processes training side by side (default :func:`default_workers`). ``settings``: TrainConfig
+    fields for every run on top of the recipes (``steps=2`` makes a smoke run)."""
     from .models import load_model
     from .train import reuse_runs
     t0 = time.time()
+    workers = default_workers() if workers is None else max(1, int(workers))
     clip = load_model()
     seeds = (0, 1) if quick else (0, 1, 2)
-    runner = _Runner(clip, log, settings)
+    runner = _Runner(clip, log, settings, workers)
+    if tuned is None:
+        if quick:
+            if not TUNED_FILE.is_file():
+                raise FileNotFoundError(f"{TUNED_FILE} is missing: run `rftlab claims` once without --quick")
+            tuned = json.loads(TUNED_FILE.read_text())["tuned"]
+        else:
+            tuned = tune(budget, workers, log, **settings)
+            log("tuned: " + json.dumps(tuned))   # a later run can reuse them: run_claims(tuned=...), --tuned FILE
     with reuse_runs():
-        if tuned is None:
-            if quick:
-                if not TUNED_FILE.is_file():
-                    raise FileNotFoundError(f"{TUNED_FILE} is missing: run `rftlab claims` once without --quick")
-                tuned = json.loads(TUNED_FILE.read_text())["tuned"]
-            else:
-                tuned = tune(clip, budget, log, **settings)
+        log(f"training every claim's method and baselines with seeds {list(seeds)} in {workers} process(es)")
+        runner.prefetch([j for c in CLAIMS for j in _jobs(_labels(c), tuned, seeds)])
+        judged = [_judge(runner, c, tuned, seeds) for c in CLAIMS]
+        if not quick:   # close calls get two more seeds
+            close = [i for i, (c, j) in enumerate(zip(CLAIMS, judged)) if close_call(j["_m"], j["_b"], c.higher_is_better)]
+            runner.prefetch([j for i in close for j in _jobs(_labels(CLAIMS[i]), tuned, (3, 4))])
+            for i in close:
+                judged[i] = _judge(runner, CLAIMS[i], tuned, (0, 1, 2, 3, 4))
+        negative = [i for i, j in enumerate(judged) if j["verdict"] != REPRODUCES and CLAIMS[i].ablation]
+        runner.prefetch([j for i in negative for j in _jobs([CLAIMS[i].ablation], tuned, judged[i]["seeds"])])
+        if not quick:
+            runner.prefetch([j for c in CLAIMS for j in _jobs(_labels(c), defaults(), seeds)])
         rows = []
-        for claim in CLAIMS:
-            log(f"{claim.paper}: {claim.claim}")
-            judged = _judge(runner, claim, tuned, seeds)
-            if not quick and close_call(judged["_m"], judged["_b"], claim.higher_is_better):
-                judged = _judge(runner, claim, tuned, (0, 1, 2, 3, 4))
+        for claim, judge in zip(CLAIMS, judged):
             row = {"paper": claim.paper, "claim": claim.claim, "metric": claim.metric, "method": claim.method,
                    "baseline": claim.baseline if isinstance(claim.baseline, str) else " / ".join(claim.baseline),
                    "protocol": claim.protocol, "paper_protocol": claim.paper_protocol,
                    "world_protocol": PROTOCOLS[claim.protocol],
                    "higher_is_better": claim.higher_is_better,
                    "hparams": {lab: tuned.get(lab) for lab in (claim.method,) if lab in tuned},
-                   **{k: v for k, v in judged.items() if not k.startswith("_")}}
-            if judged["verdict"] != REPRODUCES:
-                row.update(_reason(runner, claim, tuned, judged["seeds"], judged))
+                   **{k: v for k, v in judge.items() if not k.startswith("_")}}
+            if judge["verdict"] != REPRODUCES:
+                row.update(_reason(runner, claim, tuned, judge["seeds"], judge))
             if not quick:
                 d = _judge(runner, claim, defaults(), seeds)
                 row["defaults"] = {k: v for k, v in d.items() if not k.startswith("_")}
             rows.append(row)
-            log(f"  -> {row['verdict']}: {row['method_value']['mean']:.3f} vs {row['baseline_value']['mean']:.3f} "
-                f"({row['diff']:+.3f} ± {row['se']:.3f}, {row['n']} seeds)")
+            log(f"{claim.paper}: {claim.claim}\n  -> {row['verdict']}: {row['method_value']['mean']:.3f} vs "
+                f"{row['baseline_value']['mean']:.3f} ({row['diff']:+.3f} ± {row['se']:.3f}, {row['n']} seeds)")
     return {"generated_by": "rftlab claims" + (" --quick" if quick else ""), "rule": RULE, "quick": quick,
-            "budget": None if quick else budget, "select": SELECT, "protocols": PROTOCOLS,
+            "budget": None if quick else budget, "select": SELECT, "protocols": PROTOCOLS, "workers": workers,
             "tuned": tuned, "seconds": round(time.time() - t0, 1), "rows": rows}
 
 
@@ -424,6 +515,7 @@ def markdown(result: dict) -> str:
     """docs/claims.md from a :func:`run_claims` result."""
     lines = ["# The papers' claims, tested in the world", "",
              f"Generated by `{result['generated_by']}` in {result['seconds'] / 60:.1f} minutes "
+             f"({result.get('workers', 1)} training process(es) on this machine's CPU cores) "
              f"(`rftlab/claims.py`; the rows are also in `docs/claims.json`). Every claim is a comparison on "
              "the metric its paper reports, under its paper's protocol (below), decided by a rule fixed before "
              "any run:", "", f"> {result['rule']}", ""]

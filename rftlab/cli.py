@@ -200,7 +200,16 @@ def cmd_sweep(a) -> int:
 def cmd_claims(a) -> int:
     from .claims import run_claims, write_report
     out = a.out or ("claims-quick" if a.quick else "docs")
-    result = run_claims(quick=a.quick, budget=a.budget, log=lambda m: print(m, flush=True))
+    tuned = None
+    if a.tuned:
+        from .files import read_json
+        data = read_json(a.tuned, "tuned settings", "give docs/claims.json or rftlab/claims_tuned.json of a full run")
+        if not isinstance(data, dict) or not isinstance(data.get("tuned"), dict):
+            raise ValueError(f"{a.tuned} holds no 'tuned' mapping: give docs/claims.json or rftlab/claims_tuned.json "
+                             f"of a full run")
+        tuned = data["tuned"]
+    result = run_claims(quick=a.quick, budget=a.budget, workers=a.workers, tuned=tuned,
+                        log=lambda m: print(m, flush=True))
     paths = write_report(result, out)
     print("wrote " + ", ".join(str(p) for p in paths))
     if a.json:
@@ -314,6 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--budget", type=int, default=6, help="configurations per method in the sweep (a multiple of 3)")
     s.add_argument("--out", default=None, help="folder for claims.md and claims.json (default: docs, or "
                                                 "claims-quick with --quick)")
+    s.add_argument("--tuned", default=None, metavar="FILE", help="reuse the tuned settings of a full run "
+                                                                 "(docs/claims.json) instead of sweeping")
+    s.add_argument("--workers", type=int, default=None, help="processes training side by side (default: one "
+                                                                  "per core, at most 2)")
     s.add_argument("--json", action="store_true", help="also print the rows as JSON")
     s.set_defaults(func=cmd_claims)
 

@@ -87,7 +87,7 @@ def test_a_tiny_claims_run_end_to_end(monkeypatch, tmp_path):
     small = __import__("rftlab").make_task("shift-tiny", ("circle", "square", "star"), None, ("photo",),
                                            ("sketch",), n_train=64, n_val=32, n_test=32, seed=1)
     monkeypatch.setattr(C, "protocol_tasks", lambda name: (small, small))
-    res = C.run_claims(budget=3, log=lambda m: None, steps=1, batch_size=16)
+    res = C.run_claims(budget=3, log=lambda m: None, workers=1, steps=1, batch_size=16)   # patched: in-process
     assert set(res["tuned"]) == {"ft", "lipsum-ft"} and res["tuned"]["lipsum-ft"]["hparams"]["lam"] in (0.3, 1.0, 3.0)
     for row in res["rows"]:
         for key in ("paper", "claim", "metric", "method", "baseline", "protocol", "method_value", "baseline_value",
