@@ -257,6 +257,12 @@ def score(classifier, protocol: str, clip) -> dict:
     return out
 
 
+# Relative cost of one run on the world (FT = 1; docs/benchmarks.md's step times, soups = 6 FT runs),
+# to send the costliest work out first.
+COST = {"zeroshot": 0.1, "lp": 0.3, "ft": 1.0, "lp-ft": 1.1, "l2-sp": 1.05, "wise-ft": 1.0, "flyp": 2.3,
+        "soup-greedy": 6.0, "soup-uniform": 6.0, "lipsum-ft": 1.7, "car-ft": 1.3, "carot": 2.9, "starft": 4.0}
+
+
 def _key(label: str, seed: int, hparams: dict, lr: float | None) -> tuple:
     return (label, seed, json.dumps(hparams, sort_keys=True), lr)
 
@@ -286,8 +292,10 @@ class _Runner:
         self.metrics: dict = {}
 
     def prefetch(self, jobs) -> None:
-        """Compute the (label, seed, hparams, lr) ``jobs`` not yet known, grouped by seed into
-        ``workers`` processes; with one worker, here."""
+        """Compute the (label, seed, hparams, lr) ``jobs`` not yet known in ``workers`` processes;
+        with one worker, here. Jobs go out in units, the costliest first, to whichever process is
+        free: one run each, except that FT and the soups of one seed share a unit (the soups'
+        ingredients are FT runs, reused inside the unit)."""
         todo = list(dict.fromkeys((lab, s, json.dumps(hp, sort_keys=True), lr) for lab, s, hp, lr in jobs
                                   if _key(lab, s, hp, lr) not in self.metrics))
         if not todo:
@@ -298,14 +306,16 @@ class _Runner:
             return
         import concurrent.futures
         import multiprocessing
-        seeds = sorted({s for _, s, _, _ in todo})
-        shares = [[(lab, s, json.loads(hp), lr) for lab, s, hp, lr in todo if seeds.index(s) % self.workers == w]
-                  for w in range(self.workers)]
+        units: dict = {}
+        for lab, s, hp, lr in todo:
+            run = RUNS[lab]
+            family = "ft" if run.method in ("ft", "soup-greedy", "soup-uniform") and not run.fixed else lab
+            units.setdefault((s, run.protocol, family), []).append((lab, s, json.loads(hp), lr))
+        order = sorted(units.values(), key=lambda u: -sum(COST.get(RUNS[j[0]].method, 1.0) for j in u))
         ctx = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(len([x for x in shares if x]), mp_context=ctx) as pool:
-            for got in pool.map(_work, [x for x in shares if x], [self.settings] * len(shares),
-                                [1] * len(shares)):
-                self.metrics.update(got)
+        with concurrent.futures.ProcessPoolExecutor(min(self.workers, len(order)), mp_context=ctx) as pool:
+            for done in concurrent.futures.as_completed([pool.submit(_work, u, self.settings, 1) for u in order]):
+                self.metrics.update(done.result())
 
     def __call__(self, run: Run, seed: int, hparams: dict, lr: float | None) -> dict:
         from .classifier import ClipClassifier
@@ -449,13 +459,14 @@ def default_workers() -> int:
 
 
 def run_claims(quick: bool = False, budget: int = 6, log=print, tuned: dict | None = None,
-               workers: int | None = None, **settings) -> dict:
+               workers: int | None = None, tuning: dict | None = None, **settings) -> dict:
     """Every claim of :data:`CLAIMS`, decided by :data:`RULE`. Full: tune every method with
     ``rftlab.sweep`` (``budget`` configurations each, on val), 3 seeds (5 for close calls), and the
     published defaults beside the tuned values. ``quick``: no sweep (the tuned values recorded by
     the last full run, :data:`TUNED_FILE`), 2 seeds, no defaults, no extra seeds. ``workers``:
-    processes training side by side (default :func:`default_workers`). ``settings``: TrainConfig
-    fields for every run on top of the recipes (``steps=2`` makes a smoke run)."""
+    processes training side by side (default :func:`default_workers`). ``tuned`` skips the sweep
+    (``tuning``: where those values came from: {"source", "seconds", "budget"}). ``settings``:
+    TrainConfig fields for every run on top of the recipes (``steps=2`` makes a smoke run)."""
     from .models import load_model
     from .train import reuse_runs
     t0 = time.time()
@@ -463,14 +474,18 @@ def run_claims(quick: bool = False, budget: int = 6, log=print, tuned: dict | No
     clip = load_model()
     seeds = (0, 1) if quick else (0, 1, 2)
     runner = _Runner(clip, log, settings, workers)
-    if tuned is None:
-        if quick:
-            if not TUNED_FILE.is_file():
-                raise FileNotFoundError(f"{TUNED_FILE} is missing: run `rftlab claims` once without --quick")
-            tuned = json.loads(TUNED_FILE.read_text())["tuned"]
-        else:
-            tuned = tune(budget, workers, log, **settings)
-            log("tuned: " + json.dumps(tuned))   # a later run can reuse them: run_claims(tuned=...), --tuned FILE
+    if tuned is None and quick:
+        if not TUNED_FILE.is_file():
+            raise FileNotFoundError(f"{TUNED_FILE} is missing: run `rftlab claims` once without --quick")
+        recorded = json.loads(TUNED_FILE.read_text())
+        tuned, tuning = recorded["tuned"], {"source": f"{TUNED_FILE.name} (the last full run)",
+                                            "budget": recorded.get("budget")}
+    elif tuned is None:
+        t_tune = time.time()
+        tuned = tune(budget, workers, log, **settings)
+        tuning = {"source": "this run", "seconds": round(time.time() - t_tune, 1), "budget": budget}
+        log("tuned: " + json.dumps(tuned))   # a later run can reuse them: run_claims(tuned=...), --tuned FILE
+    tuning = tuning or {"source": "given", "budget": budget}
     with reuse_runs():
         log(f"training every claim's method and baselines with seeds {list(seeds)} in {workers} process(es)")
         runner.prefetch([j for c in CLAIMS for j in _jobs(_labels(c), tuned, seeds)])
@@ -502,7 +517,8 @@ def run_claims(quick: bool = False, budget: int = 6, log=print, tuned: dict | No
             log(f"{claim.paper}: {claim.claim}\n  -> {row['verdict']}: {row['method_value']['mean']:.3f} vs "
                 f"{row['baseline_value']['mean']:.3f} ({row['diff']:+.3f} ± {row['se']:.3f}, {row['n']} seeds)")
     return {"generated_by": "rftlab claims" + (" --quick" if quick else ""), "rule": RULE, "quick": quick,
-            "budget": None if quick else budget, "select": SELECT, "protocols": PROTOCOLS, "workers": workers,
+            "budget": None if quick else tuning.get("budget", budget), "select": SELECT, "protocols": PROTOCOLS,
+            "workers": workers, "tuning": tuning,
             "tuned": tuned, "seconds": round(time.time() - t0, 1), "rows": rows}
 
 
@@ -519,6 +535,10 @@ def markdown(result: dict) -> str:
              f"(`rftlab/claims.py`; the rows are also in `docs/claims.json`). Every claim is a comparison on "
              "the metric its paper reports, under its paper's protocol (below), decided by a rule fixed before "
              "any run:", "", f"> {result['rule']}", ""]
+    tuning = result.get("tuning") or {}
+    if tuning.get("seconds") and tuning.get("source") != "this run":
+        lines += [f"The tuning (the sweep) was recorded separately: {tuning['source']}, "
+                  f"{tuning['seconds'] / 60:.0f} minutes; this run took its selections and did the rest.", ""]
     if result["budget"]:
         lines += [f"Tuning: every method gets the same budget, {result['budget']} configurations (learning rate x "
                   f"its key hyperparameters, `rftlab sweep`), each trained with its world recipe, selected on "

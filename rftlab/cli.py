@@ -208,8 +208,10 @@ def cmd_claims(a) -> int:
             raise ValueError(f"{a.tuned} holds no 'tuned' mapping: give docs/claims.json or rftlab/claims_tuned.json "
                              f"of a full run")
         tuned = data["tuned"]
+        tuning = {"source": data.get("source", str(a.tuned)), "seconds": data.get("tuning_seconds"),
+                  "budget": data.get("budget", a.budget)}
     result = run_claims(quick=a.quick, budget=a.budget, workers=a.workers, tuned=tuned,
-                        log=lambda m: print(m, flush=True))
+                        tuning=tuning if a.tuned else None, log=lambda m: print(m, flush=True))
     paths = write_report(result, out)
     print("wrote " + ", ".join(str(p) for p in paths))
     if a.json:
