@@ -40,6 +40,15 @@ def setup() -> None:
     STAMP.write_text(want)
 
 
+def lab_command(args: list[str], euid: int | None = None) -> list[str]:
+    """The JupyterLab command of ``run.py lab``. As root (containers, cloud notebooks)
+    JupyterLab refuses to start without --allow-root, so it is added there."""
+    if euid is None:
+        euid = os.geteuid() if hasattr(os, "geteuid") else -1
+    root = ["--allow-root"] if euid == 0 and "--allow-root" not in args else []
+    return [str(BIN / "jupyter"), "lab", str(ROOT / "notebooks"), *root, *args]
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("lab", "test", "setup"):
         print(__doc__)
@@ -50,7 +59,7 @@ def main(argv: list[str]) -> int:
     if cmd == "setup":
         return 0
     if cmd == "lab":
-        return subprocess.call([str(BIN / "jupyter"), "lab", str(ROOT / "notebooks"), *rest], env=env)
+        return subprocess.call(lab_command(rest), env=env)
     env.setdefault("RFTLAB_SMOKE", "1")
     env.setdefault("TQDM_DISABLE", "1")
     return subprocess.call([str(PY), *TEST_ARGS, *rest], cwd=ROOT, env=env)

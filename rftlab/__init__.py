@@ -35,6 +35,8 @@ _EXPORTS = {
     "TrainConfig": "rftlab.train",
     "TrainResult": "rftlab.train",
     "finetune": "rftlab.train",
+    "recipe_config": "rftlab.recipes",
+    "sweep": "rftlab.tuning",
     "METHODS": "rftlab.methods",
     "get_method": "rftlab.methods",
     "wise_ft": "rftlab.methods",

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -124,6 +123,10 @@ class FeatureCache:
 
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+        if self.root.exists() and not self.root.is_dir():
+            from .errors import BadFileError
+            raise BadFileError(f"feature cache folder {self.root} is a file: give a folder (it is created if "
+                               f"missing), or no folder for the default (${ENV_VAR} or {DEFAULT_DIR})", self.root)
         self.hits = 0
         self.misses = 0
 
@@ -141,7 +144,8 @@ class FeatureCache:
         if not path.exists():
             return None
         try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+            from .files import load_torch
+            payload = load_torch(path, "feature cache file")
             feats = payload["features"]
             if not (isinstance(feats, torch.Tensor) and feats.ndim == 2 and feats.shape[0] == n):
                 raise ValueError(f"expected features of shape ({n}, D), found "
@@ -149,22 +153,12 @@ class FeatureCache:
             return feats
         except Exception as err:  # any unreadable file is recomputed, never trusted
             warnings.warn(f"feature cache file {path} is unreadable ({type(err).__name__}: {err}); "
-                          f"recomputing it", stacklevel=3)
+                          f"recomputing it (the cache holds derived data only)", stacklevel=3)
             return None
 
     def _write(self, path: Path, payload: dict) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=path.stem[:16] + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(payload, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        from .files import save_torch
+        save_torch(payload, path)
 
     def features(self, model, split: Split, transform: Callable, batch_size: int = 256,
                  device=None) -> torch.Tensor:

@@ -130,7 +130,8 @@ def cmd_finetune(a) -> int:
     if a.json:
         print(json.dumps(record, indent=1))
     if record.get("status") == "interrupted":
-        return 130
+        from .errors import EXIT_INTERRUPTED
+        return EXIT_INTERRUPTED
     if not a.json:
         print(_metrics_table([(record["method"], record["metrics"])]))
     return 0
@@ -217,6 +218,47 @@ def _add_train_flags(s) -> None:
                        help=f"TrainConfig.{name} (default {default})")
 
 
+def cmd_sweep(a) -> int:
+    from .methods import METHODS
+    from .models.factory import load_model
+    from .runs import open_task
+    from .tuning import sweep
+    clip = load_model(a.model, a.pretrained)
+    task = open_task(a.task, a.root, _assignments(a.task_arg))
+    methods = list(METHODS) if a.methods == "all" else a.methods.split(",")
+    settings = {k: getattr(a, k) for k in ("steps", "batch_size", "device") if getattr(a, k) is not None}
+    if a.cache is not None:
+        settings["feature_cache"] = a.cache
+    out = sweep(clip, task, methods, budget=a.budget, seeds=tuple(range(a.seeds)), select=a.select,
+                log=lambda m: print(m, flush=True), **settings)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=1)
+    return 0
+
+
+def cmd_claims(a) -> int:
+    from .claims import run_claims, write_report
+    out = a.out or ("claims-quick" if a.quick else "docs")
+    tuned = None
+    if a.tuned:
+        from .files import read_json
+        data = read_json(a.tuned, "tuned settings", "give docs/claims.json or rftlab/claims_tuned.json of a full run")
+        if not isinstance(data, dict) or not isinstance(data.get("tuned"), dict):
+            raise ValueError(f"{a.tuned} holds no 'tuned' mapping: give docs/claims.json or rftlab/claims_tuned.json "
+                             f"of a full run")
+        tuned = data["tuned"]
+        tuning = {"source": data.get("source", str(a.tuned)), "seconds": data.get("tuning_seconds"),
+                  "budget": data.get("budget", a.budget)}
+    result = run_claims(quick=a.quick, budget=a.budget, workers=a.workers, tuned=tuned,
+                        tuning=tuning if a.tuned else None, log=lambda m: print(m, flush=True))
+    paths = write_report(result, out)
+    print("wrote " + ", ".join(str(p) for p in paths))
+    if a.json:
+        print(json.dumps(result["rows"], indent=1))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rftlab", description="Robust fine-tuning of CLIP, hands on.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -288,6 +330,43 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--markdown", action="store_true", help="also print a markdown table")
     s.set_defaults(func=cmd_compare)
 
+    s = sub.add_parser("sweep", help="tune each method on val with the same budget, then seeds on test",
+                       description="A grid over lr and each method's key hyperparameters (Method.search), "
+                                   "selected on val only, the selection retrained over seeds and scored on "
+                                   "test. See docs/methods.md, Tuning.")
+    s.add_argument("--task", required=True, help="spurious, shift, or a real dataset name (with --root)")
+    s.add_argument("--root", default=None, help="the folder a real dataset is read from")
+    s.add_argument("--task-arg", action="append", metavar="NAME=VALUE", help="a task loader argument (repeatable)")
+    s.add_argument("--methods", default="all", help="all, or a comma-separated list")
+    s.add_argument("--budget", type=int, default=6, help="configurations per method (a multiple of 3)")
+    s.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 for the selected configuration")
+    s.add_argument("--select", default="auto", choices=("auto", "val_acc", "val_worst_group_acc"),
+                   help="the val metric that selects (auto: worst-group on group tasks, else accuracy)")
+    s.add_argument("--steps", type=int, default=None, help="steps of every run (default: the recipe's)")
+    s.add_argument("--batch-size", type=int, default=None, help="batch size of every run (default: the recipe's)")
+    s.add_argument("--device", default=None)
+    s.add_argument("--model", default="rftlab-world")
+    s.add_argument("--pretrained", default=None)
+    s.add_argument("--cache", nargs="?", const=True, default=None, metavar="DIR",
+                   help="keep the probe's image features on disk (LP, LP-FT)")
+    s.add_argument("--json", default=None, help="write the result here")
+    s.set_defaults(func=cmd_sweep)
+
+    s = sub.add_parser("claims", help="test every paper's claim under its protocol: docs/claims.md and .json",
+                       description="Tune every method on val with the same budget (rftlab sweep), retrain over "
+                                   "seeds, score each claim as its paper does and decide it by the rule in "
+                                   "docs/claims.md. --quick: the recorded tuned values, 2 seeds, no sweep.")
+    s.add_argument("--quick", action="store_true", help="no sweep: the tuned values of the last full run, 2 seeds")
+    s.add_argument("--budget", type=int, default=6, help="configurations per method in the sweep (a multiple of 3)")
+    s.add_argument("--out", default=None, help="folder for claims.md and claims.json (default: docs, or "
+                                                "claims-quick with --quick)")
+    s.add_argument("--tuned", default=None, metavar="FILE", help="reuse the tuned settings of a full run "
+                                                                 "(docs/claims.json) instead of sweeping")
+    s.add_argument("--workers", type=int, default=None, help="processes training side by side (default: one "
+                                                                  "per core, at most 2)")
+    s.add_argument("--json", action="store_true", help="also print the rows as JSON")
+    s.set_defaults(func=cmd_claims)
+
     s = sub.add_parser("phenomena", help="measure what fine-tuning does to robustness on the world")
     s.add_argument("--model", default="rftlab-world")
     s.add_argument("--pretrained", default=None)
@@ -326,13 +405,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupted(a) -> str:
+    """What Ctrl-C outside the training loop leaves, and how to go on."""
+    folder = getattr(a, "resume", None) or getattr(a, "out", None)
+    if getattr(a, "command", "") == "finetune" and folder:
+        from .runs import has_run
+        if has_run(folder):
+            return f"; the run folder keeps its last checkpoint: continue with `rftlab finetune --resume {folder}`"
+    return ""
+
+
 def main(argv=None) -> int:
+    """Exit codes: 0 done; 2 bad input (a bad flag value, name, file or setting: one line on
+    stderr, no traceback); 130 interrupted (Ctrl-C; a run folder keeps its last checkpoint);
+    1 with a traceback: a bug in rftlab. ``RFTLAB_TRACEBACK=1`` shows tracebacks of bad input too."""
+    import os
+
+    from .errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, TRACEBACK_ENV, is_user_error
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
+    except KeyboardInterrupt:
+        print(f"rftlab {args.command}: interrupted{_interrupted(args)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as err:
+        if not is_user_error(err) or os.environ.get(TRACEBACK_ENV):
+            raise
         print(f"rftlab {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

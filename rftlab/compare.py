@@ -4,20 +4,12 @@ from __future__ import annotations
 import statistics
 import time
 
+from . import train
 from .evaluation import evaluate
 from .methods import METHODS
-from .methods.soup import shared_ingredients
-from .train import TrainConfig, finetune
+from .recipes import recipe_config
 
 SCALARS = ("id_acc", "mean_ood_acc", "avg_acc", "worst_group_acc", "weighted_acc", "ece", "nll")
-
-
-def world_config(method: str, seed: int = 0, **overrides) -> TrainConfig:
-    """The world default recipe of a method: TrainConfig defaults plus the method's own
-    ``world_recipe`` overrides (the published ImageNet recipe is in ``paper_recipe``)."""
-    cls = METHODS[method]
-    kw = {**getattr(cls, "world_recipe", {}), **overrides}
-    return TrainConfig(seed=seed, progress=False, **kw)
 
 
 def _flatten(metrics: dict) -> dict:
@@ -32,17 +24,20 @@ def _flatten(metrics: dict) -> dict:
 
 
 def compare(clip, task, methods=None, seeds=(0, 1, 2), log=print, **overrides) -> list[dict]:
-    """Train and evaluate each method with each seed; rows of {"method", metric: {mean, std}}."""
+    """Train and evaluate each method with each seed, with its recipe for this model
+    (``rftlab.recipes``) and ``overrides`` (TrainConfig fields) on top; rows of
+    {"method", metric: {mean, std}}."""
     methods = list(methods or METHODS)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; registered methods: {', '.join(METHODS)}")
     rows = []
-    with shared_ingredients():  # the uniform and the greedy soup share their FT runs
+    with train.reuse_runs():  # the uniform and the greedy soup share their FT runs
         for m in methods:
             runs, t0 = [], time.time()
             for seed in seeds:
-                res = finetune(m, clip, task, world_config(m, seed, **overrides))
+                cfg = recipe_config(m, clip, task, **{"progress": False, **overrides, "seed": seed})
+                res = train.finetune(m, clip, task, cfg)
                 runs.append(_flatten(evaluate(res.classifier, task, clip.preprocess)))
             row = {"method": m, "seconds_per_run": round((time.time() - t0) / len(seeds), 2)}
             for k in runs[0]:

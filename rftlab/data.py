@@ -41,6 +41,7 @@ class Split:
     load_image: Callable | None = None  # for path-backed splits: path -> image for the transform
     class_subset: torch.Tensor | None = None
     class_pool: torch.Tensor | None = None
+    dataset: str = ""  # the dataset the images come from, for error messages (set by the Task)
 
     def __post_init__(self):
         self.labels = torch.as_tensor(self.labels, dtype=torch.long)
@@ -81,7 +82,7 @@ class Split:
         else:
             images = [self.images[i] for i in index.tolist()]
         return Split(name or self.name, images, self.labels[index], {k: v[index] for k, v in self.meta.items()},
-                     self.load_image, self.class_subset, self.class_pool)
+                     self.load_image, self.class_subset, self.class_pool, self.dataset)
 
     def score(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The (logits, labels) this split is scored on: the task's logits and labels, masked to
@@ -110,8 +111,23 @@ class Split:
         """A batch of transformed images for the given indices."""
         if isinstance(self.images, torch.Tensor):
             return transform(self.images[index])
-        load = self.load_image or (lambda p: p)
-        return torch.stack([transform(load(self.images[int(i)])) for i in index])
+        return torch.stack([transform(self.open(int(i))) for i in index])
+
+    def open(self, i: int):
+        """Sample ``i``'s image as ``load_image`` reads it; a file that cannot be read raises
+        :class:`~rftlab.errors.ImageReadError` naming the file, the split and the dataset."""
+        path = self.images[i]
+        if self.load_image is None:
+            return path
+        try:
+            return self.load_image(path)
+        except Exception as err:
+            from .errors import ImageReadError
+            where = f"split {self.name!r}" + (f" of dataset {self.dataset!r}" if self.dataset else "")
+            raise ImageReadError(
+                f"cannot read image {path} ({where}): {type(err).__name__}: {err}. Replace or delete the file, "
+                f"or leave unreadable images out with skip_bad_images=True "
+                f"(--task-arg skip_bad_images=true; see docs/real-path.md)", path) from err
 
     def index_batches(self, batch_size: int, shuffle: bool = False, seed: int = 0,
                       start: int = 0) -> Iterator[torch.Tensor]:
@@ -159,9 +175,9 @@ class Split:
         if workers == 0 and not pin_memory:
             return ((self.get(idx, transform), self.labels[idx], idx) for idx in index_stream)
         from torch.utils.data import DataLoader
-        return iter(DataLoader(_SplitBatches(self, transform), batch_sampler=_Stream(index_stream),
-                               collate_fn=_as_batch, num_workers=workers, pin_memory=pin_memory,
-                               prefetch_factor=4 if workers else None))
+        return _raise_failures(iter(DataLoader(_SplitBatches(self, transform), batch_sampler=_Stream(index_stream),
+                                               collate_fn=_as_batch, num_workers=workers, pin_memory=pin_memory,
+                                               prefetch_factor=4 if workers else None)))
 
 
 WORKERS_ENV = "RFTLAB_WORKERS"
@@ -210,8 +226,27 @@ class _SplitBatches(torch.utils.data.Dataset):
         return self.__getitems__([i])
 
     def __getitems__(self, index):
+        from .errors import ImageReadError
         idx = torch.as_tensor(index, dtype=torch.long)
-        return self.split.get(idx, self.transform), self.split.labels[idx], idx
+        try:
+            return self.split.get(idx, self.transform), self.split.labels[idx], idx
+        except ImageReadError as err:  # sent back as a value: a worker's exception would carry its traceback text
+            return _Failure(str(err), err.path)
+
+
+class _Failure:
+    """An unreadable image, reported from a worker process."""
+
+    def __init__(self, message: str, path):
+        self.message, self.path = message, path
+
+
+def _raise_failures(batches):
+    from .errors import ImageReadError
+    for batch in batches:
+        if isinstance(batch, _Failure):
+            raise ImageReadError(batch.message, batch.path)
+        yield batch
 
 
 def _as_batch(batch):
@@ -232,9 +267,11 @@ class Task:
     group_names: list[str] | None = None
     id_domain: str = "id"
     info: dict = field(default_factory=dict)
+    contexts: list[str] | None = None  # CAR-FT's contexts ('{}' is the class); None: the templates
 
     def __post_init__(self):
         for s in (self.train, self.val, self.test, *self.ood.values()):
+            s.dataset = s.dataset or self.name
             if len(s) == 0:
                 raise ValueError(f"task {self.name!r}: split {s.name!r} is empty; give it at least one sample")
             bad = s.labels[(s.labels < 0) | (s.labels >= len(self.classnames))]
@@ -246,6 +283,12 @@ class Task:
             if s.class_pool is not None and len(s.class_pool) != len(self.classnames):
                 raise ValueError(f"task {self.name!r}: split {s.name!r} has a class_pool over {len(s.class_pool)} "
                                  f"classes, expected one entry per task class ({len(self.classnames)})")
+
+    @property
+    def context_templates(self) -> list[str]:
+        """The contexts CAR-FT keeps the zero-shot distribution over: ``contexts`` when the task
+        has them (the world: about 80), else its templates (ImageNet: OpenAI's 80)."""
+        return list(self.contexts or self.templates)
 
     @property
     def num_classes(self) -> int:

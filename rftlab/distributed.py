@@ -11,9 +11,9 @@ collective inside the graph has its exact adjoint. Batch-mean terms computed on 
 (CE, Lipsum-FT, CAR-FT's KL) and terms without the batch (L2-SP, CaRot's projections)
 satisfy it when shards are equal; batch-coupled terms (contrastive losses, B x B KLs) are
 computed on features gathered with :meth:`Ranks.gather_with_grad`, whose backward sums the
-gradient over ranks, so every rank computes the same global loss. BatchNorm batch
-statistics couple the batch too: :func:`sync_batchnorm` swaps in :class:`GlobalBatchNorm`,
-whose statistics cover the global batch (``torch.nn.SyncBatchNorm`` runs on GPUs only).
+gradient over ranks, so every rank computes the same global loss. BatchNorm layers (open_clip
+ResNets) never use batch statistics in rftlab's loop (they run on their pretrained statistics:
+see ``rftlab.train.freeze_batchnorm``), so nothing else couples the batch.
 """
 from __future__ import annotations
 
@@ -25,11 +25,6 @@ from typing import Callable, Iterator
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
-
-
-def _group_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 class _GatherRows(torch.autograd.Function):
@@ -48,22 +43,6 @@ class _GatherRows(torch.autograd.Function):
         grad = grad.contiguous().clone()
         dist.all_reduce(grad)
         return grad[ctx.rows[0]:ctx.rows[1]]
-
-
-class _SumOverRanks(torch.autograd.Function):
-    """All-reduce (sum) whose backward is again a sum over ranks (its adjoint)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        x = x.clone()
-        dist.all_reduce(x)
-        return x
-
-    @staticmethod
-    def backward(ctx, grad):
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)
-        return grad
 
 
 @dataclass(frozen=True)
@@ -171,63 +150,6 @@ class Ranks:
     def barrier(self) -> None:
         if self.active:
             dist.barrier()
-
-    def sync_batchnorm(self, module: nn.Module) -> int:
-        """See :func:`sync_batchnorm`; a no-op on one rank."""
-        return sync_batchnorm(module) if self.active else 0
-
-
-class GlobalBatchNorm(_BatchNorm):
-    """BatchNorm whose training-mode statistics (and running-statistic updates) cover every
-    rank's shard (shards of equal size), as one process on the whole batch would compute them.
-    Works on gloo and NCCL; in eval mode, or with one process, it is plain BatchNorm."""
-
-    def _check_input_dim(self, x):
-        if x.dim() < 2:
-            raise ValueError(f"GlobalBatchNorm expects (N, C, ...) input, got shape {tuple(x.shape)}")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch_stats = self.training or (self.running_mean is None and self.running_var is None)
-        if not batch_stats or _group_size() == 1:
-            return super().forward(x)
-        self._check_input_dim(x)
-        dims = [0, *range(2, x.dim())]
-        shape = (1, -1) + (1,) * (x.dim() - 2)
-        xf = x.to(torch.promote_types(x.dtype, torch.float32))  # statistics in float32 at least
-        n = xf.numel() // xf.shape[1] * _group_size()  # the trainer's shards are equal
-        mean = _SumOverRanks.apply(xf.sum(dims)) / n
-        centred = xf - mean.view(shape)
-        var = _SumOverRanks.apply(centred.pow(2).sum(dims)) / n
-        y = centred * torch.rsqrt(var + self.eps).view(shape)
-        if self.affine:
-            y = y * self.weight.view(shape) + self.bias.view(shape)
-        if self.training and self.track_running_stats:
-            with torch.no_grad():
-                self.num_batches_tracked.add_(1)
-                f = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-                self.running_mean.mul_(1 - f).add_(mean.detach(), alpha=f)
-                self.running_var.mul_(1 - f).add_(var.detach() * n / (n - 1), alpha=f)
-        return y.to(x.dtype)
-
-
-def sync_batchnorm(module: nn.Module) -> int:
-    """Replace every BatchNorm layer inside ``module`` by a :class:`GlobalBatchNorm` that shares
-    its parameters and buffers (state-dict keys unchanged). Returns how many were replaced."""
-    count = 0
-    for name, child in module.named_children():
-        if isinstance(child, _BatchNorm) and not isinstance(child, GlobalBatchNorm):
-            new = GlobalBatchNorm(child.num_features, child.eps, child.momentum, affine=False,
-                                  track_running_stats=False)
-            new.affine, new.track_running_stats = child.affine, child.track_running_stats
-            new.weight, new.bias = child.weight, child.bias
-            for buf in ("running_mean", "running_var", "num_batches_tracked"):
-                new.register_buffer(buf, getattr(child, buf))
-            new.train(child.training)
-            setattr(module, name, new)
-            count += 1
-        else:
-            count += sync_batchnorm(child)
-    return count
 
 
 def launched() -> bool:

@@ -9,6 +9,8 @@ from .cache import as_cache, cached_encode_split
 from .data import Split, Task
 from .metrics import ece
 
+STARFT_TEMPLATE = "This is a picture of a {}."  # the single template of StarFT's zero-shot evaluation
+
 
 @torch.no_grad()
 def encode_split(classifier, split: Split, transform: Callable, batch_size: int = 256,
@@ -58,3 +60,18 @@ def evaluate_val(classifier, task: Task, transform: Callable, batch_size: int = 
     if task.has_groups and "group" in task.val.meta:
         out["val_worst_group_acc"] = task.group_metrics(logits, split="val")["worst_group_acc"]
     return out
+
+
+def evaluate_transfer(classifier, task: Task, tokenizer: Callable, transform: Callable,
+                      templates=(STARFT_TEMPLATE,), batch_size: int = 256, cache=None) -> dict:
+    """Zero-shot evaluation of a (fine-tuned) model on a task it was not trained on: a fresh
+    head for ``task``'s classes from the classifier's own towers (its image tower and its text
+    tower, fine-tuned or not) and its own scale, then :func:`evaluate`. StarFT's protocol for
+    zero-shot group robustness after fine-tuning (fine-tune on a broad task, score the
+    Waterbirds-like task with "This is a picture of a {}.")."""
+    from .classifier import ClipClassifier
+    from .zeroshot import zeroshot_head
+    clip_model = classifier.clip if hasattr(classifier, "clip") else classifier
+    head = zeroshot_head(clip_model, tokenizer, task.classnames, list(templates))
+    fresh = ClipClassifier(clip_model, head)
+    return evaluate(fresh, task, transform, batch_size=batch_size, cache=cache)

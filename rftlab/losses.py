@@ -50,13 +50,18 @@ def cross_frobenius(visual_proj: torch.Tensor, text_proj: torch.Tensor) -> torch
 
 
 def _soft_ce(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
-    return -(F.softmax(target_logits, dim=-1) * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+    """Soft-label cross-entropy minus the target's entropy, i.e. KL(target || prediction): the
+    entropy does not depend on the prediction, so the gradients are the cross-entropy's, and the
+    value is 0 when the prediction equals the target."""
+    logp = F.log_softmax(target_logits, dim=-1)
+    return (logp.exp() * (logp - F.log_softmax(logits, dim=-1))).sum(-1).mean()
 
 
 def self_distillation(logits_per_image: torch.Tensor, logits_per_text: torch.Tensor,
                       teacher_logits_per_image: torch.Tensor, teacher_logits_per_text: torch.Tensor) -> torch.Tensor:
     """CaRot: soft-label cross-entropy to the EMA teacher, image->text PLUS text->image
-    (a sum, not an average), each averaged over rows."""
+    (a sum, not an average), each averaged over rows. Reported without the teacher's entropy (a
+    constant: same gradients), so it reads 0 when the student equals the teacher."""
     return (_soft_ce(logits_per_image, teacher_logits_per_image.detach())
             + _soft_ce(logits_per_text, teacher_logits_per_text.detach()))
 

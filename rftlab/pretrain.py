@@ -130,7 +130,7 @@ def _save(clip, out, steps, batch_size, lr, seed, t_start, history, command):
         "recipe": {"stages": list(STAGES), "scale": list(PRETRAIN_SCALE), "steps": list(steps), "batch_size": batch_size,
                    "lr": list(lr), "seed": seed, "optimizer": "AdamW wd 0.05, warm-up 5% then cosine, clip 1.0"},
         "wall_minutes": round((time.time() - t_start) / 60, 2),
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
+        "torch": str(torch.__version__), "threads": torch.get_num_threads(), "machine": platform.machine(),
         "history": history,
         "final": history[-1] if history else None,
     }

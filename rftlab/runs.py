@@ -3,7 +3,8 @@
 A run folder holds::
 
     config.json          the resolved configuration (a valid config file: rerun it with --config)
-    checkpoints/last.pt  the Trainer's checkpoint (every ``checkpoint_every`` steps and at the end)
+    checkpoints/last.pt  the Trainer's checkpoint (every ``checkpoint_every`` steps and at the end);
+                         a recipe (soup) keeps one per run in checkpoints/ingredient-<i>/
     history.json         every loss and validation record
     metrics.json         the evaluation protocol's metrics of the final model (as ``rftlab zeroshot --json``)
     model.pt             the final classifier, and the fine-tuned endpoint before the method's
@@ -22,7 +23,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -140,19 +140,12 @@ def _absolute(value: str | None) -> str | None:
     return str(Path(value).expanduser().resolve())
 
 
-def _field_default(f: dataclasses.Field):
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return None
-
-
 def resolve_config(config: dict) -> dict:
     """Check a config and fill in every default. Unknown keys, hyperparameters the method does
     not take or out of their range, and out-of-range training settings raise ValueError."""
     from .methods import METHODS, get_method
     from .models.factory import DEFAULT_MODEL
+    from .recipes import train_settings
     from .train import TrainConfig
     if not isinstance(config, dict):
         raise ValueError(f"a run config is a mapping, not a {type(config).__name__}")
@@ -175,8 +168,8 @@ def resolve_config(config: dict) -> dict:
 
     # the method and its hyperparameters, through the registry
     cls = METHODS[out["method"]]
-    kinds = {k: type(h.default) if isinstance(h.default, (bool, int, float, str)) else None
-             for k, h in cls.hparams.items()}
+    kinds = {k: type(h.default) if isinstance(h.default, (bool, int, float, str)) and not h.choices else None
+             for k, h in cls.hparams.items()}  # a choice ("val") or a number: the registry checks it
     hp = {k: _coerce(k, v, kinds[k], f"{out['method']} hyperparameter") if k in kinds else v
           for k, v in out["hparams"].items()}
     out["hparams"] = dict(get_method(out["method"], **hp).params)
@@ -193,14 +186,12 @@ def resolve_config(config: dict) -> dict:
         raise ValueError(f"config key 'cache' is null, true, false or a folder; got {cache!r}")
     out["cache"] = _absolute(cache) if isinstance(cache, str) else (cache or None)
 
-    # training settings: TrainConfig defaults, the method's world recipe on the world model, then the config
+    # training settings: TrainConfig defaults, the method's recipe for this model (rftlab.recipes), then the config
     fields = train_keys()
-    base = {k: _field_default(f) for k, f in fields.items()}
-    if out["model"] == DEFAULT_MODEL:
-        base.update({k: v for k, v in getattr(cls, "world_recipe", {}).items() if k in fields})
-    for k in fields:
-        if config.get(k) is not None:
-            base[k] = _coerce(k, config[k], field_kind(fields[k]), "training setting")
+    given = {k: _coerce(k, config[k], field_kind(fields[k]), "training setting")
+             for k in fields if config.get(k) is not None}
+    base = {k: v for k, v in train_settings(cls, out["model"], given, lambda: len(
+        open_task(out["task"], out["root"], out["task_args"]).train)).items() if k in fields}
     TrainConfig(**base)   # range checks
     out.update(base)
     return out
@@ -214,16 +205,9 @@ def train_config(resolved: dict, checkpoint_dir: str | None = None, progress: bo
 
 # ---------------------------------------------------------------------- run folders
 def _write_json(path: Path, data) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON atomically (temporary file, fsync, then rename)."""
+    from .files import write_json
+    write_json(path, data)
 
 
 def has_run(folder: str | os.PathLike) -> bool:
@@ -237,6 +221,15 @@ def clear_run(folder: str | os.PathLike) -> None:
     for name in RUN_FILES:
         (folder / name).unlink(missing_ok=True)
     (folder / CHECKPOINT).unlink(missing_ok=True)
+    for part in (folder / CHECKPOINT.parent).glob("ingredient-*"):   # a soup's runs
+        (part / CHECKPOINT.name).unlink(missing_ok=True)
+        try:
+            part.rmdir()
+        except OSError:
+            pass
+    from .files import stale_temporaries
+    for tmp in stale_temporaries(folder / CHECKPOINT):   # left by a process killed while writing
+        tmp.unlink(missing_ok=True)
     try:
         (folder / CHECKPOINT.parent).rmdir()
     except OSError:
@@ -295,7 +288,16 @@ def read_run_config(folder: str | os.PathLike) -> dict:
     if not (folder / CONFIG_FILE).exists():
         raise FileNotFoundError(f"{folder} holds no run ({CONFIG_FILE} is missing); start one with "
                                 f"`rftlab finetune --config FILE --out {folder}`")
-    return resolve_config(json.loads((folder / CONFIG_FILE).read_text()))
+    from .files import read_json
+    fix = (f"Restore it (it holds the run's settings), or start the run over with "
+           f"`rftlab finetune --config FILE --out {folder} --overwrite`.")
+    config = read_json(folder / CONFIG_FILE, "run config", fix)
+    try:
+        return resolve_config(config)
+    except ValueError as err:
+        from .errors import BadFileError
+        raise BadFileError(f"run config {folder / CONFIG_FILE} is not a valid config: {err}. {fix}",
+                           folder / CONFIG_FILE) from err
 
 
 def resume_run(folder: str | os.PathLike, device: str | None = None, cache=None, callbacks: list[Callable] = (),
@@ -310,61 +312,108 @@ def resume_run(folder: str | os.PathLike, device: str | None = None, cache=None,
     if cache is not None:
         resolved["cache"] = cache
     if (folder / METRICS_FILE).exists():
-        record = json.loads((folder / METRICS_FILE).read_text())
+        from .files import read_json
+        record = read_json(folder / METRICS_FILE, "run metrics",
+                           f"The run is complete (it wrote {METRICS_FILE} at its end) but the file is damaged: "
+                           f"evaluate {folder / MODEL_FILE} again, or run it over with --overwrite.")
         log(f"{folder}: the run is complete (step {record.get('steps')}); nothing to resume")
         return record
     return _execute(resolved, folder, resume=True, callbacks=callbacks, progress=progress, log=log)
 
 
-def _checkpoint_method(path: Path) -> str | None:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False, mmap=True).get("method")
-    except Exception:
+_MAY_CHANGE_ON_RESUME = ("device", "cache")
+
+
+def _started_with(resolved: dict) -> dict:
+    """The settings a resume must find unchanged (stored in every checkpoint of a run folder)."""
+    return {k: v for k, v in resolved.items() if k not in _MAY_CHANGE_ON_RESUME}
+
+
+def _resume_checkpoint(folder: Path, resolved: dict) -> tuple[dict, str] | None:
+    """(the run's checkpoint, read once and checked against ``config.json``; the advice for
+    errors), or None when the run never wrote one (it starts from step 0: nothing is lost). A
+    damaged checkpoint or a config changed since the run started raises, saying how to start
+    over deliberately."""
+    from .errors import ResumeError
+    from .train import read_checkpoint
+    ckpt = folder / CHECKPOINT
+    if not ckpt.exists():
         return None
+    fix = (f"Nothing was changed. To start this run over instead: "
+           f"`rftlab finetune --config {folder / CONFIG_FILE} --out {folder} --overwrite`.")
+    ck = read_checkpoint(ckpt, fix)
+    saved = ck.get("run")
+    if saved is not None:
+        now = _started_with(resolved)
+        same = lambda a, b: json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)  # noqa: E731
+        changed = [k for k in sorted(set(saved) & set(now)) if not same(saved[k], now[k])]  # keys of one version
+        if changed:
+            diff = "; ".join(f"{k}: {saved.get(k)!r} when it started, {now.get(k)!r} now" for k in changed)
+            raise ResumeError(f"{folder / CONFIG_FILE} changed since the run started ({diff}). Put the "
+                              f"values back to continue the run (only --device and --cache may change), "
+                              f"start a new run with --out, or start this one over: "
+                              f"`rftlab finetune --config {folder / CONFIG_FILE} --out {folder} --overwrite`.")
+    return ck, fix
 
 
 def _execute(resolved: dict, folder: Path | None, resume: bool, callbacks, progress: bool, log) -> dict:
     from .cache import as_cache, weights_fingerprint
+    from .distributed import start as start_ranks
     from .evaluation import evaluate
-    from .train import Trainer
+    from .files import save_torch
+    from .methods import Recipe, get_method
+    from .train import Trainer, finetune, pick_device
+    recipe = isinstance(get_method(resolved["method"], **resolved["hparams"]), Recipe)
+    # a single run's checkpoint is read and checked before any loading (a refusal is quick); a recipe's
+    # runs (soups) each resume from their own checkpoint, checked by their Trainer
+    found = _resume_checkpoint(folder, resolved) if resume and not recipe else None
     clip, task = load_parts(resolved)
     start_weights = weights_fingerprint(clip.model)   # wise-curve checks it rebuilds these weights
     cache = as_cache(resolved["cache"])
     ckpt = folder / CHECKPOINT if folder is not None else None
     cfg = train_config(resolved, str(ckpt.parent) if ckpt else None, progress)
+    current = {}   # the Trainer of the run going on (a recipe's runs come one after another)
 
     def save_history(event, info):
-        if writes and event in ("eval", "step") and (
+        if event == "start":
+            current["trainer"] = info["trainer"]
+            info["trainer"].checkpoint_extra["run"] = _started_with(resolved)   # a resume checks config.json against it
+        elif writes and event in ("eval", "step") and (
                 event == "eval" or cfg.checkpoint_every and info["step"] % cfg.checkpoint_every == 0):
-            _write_json(folder / HISTORY_FILE, trainer.history)
+            _write_json(folder / HISTORY_FILE, current["trainer"].history)
 
-    trainer = Trainer(resolved["method"], clip, task, cfg, callbacks=[save_history, *callbacks],
-                      **resolved["hparams"])
-    main = trainer.ranks.is_main   # under torchrun, rank 0 writes
-    writes = folder is not None and main
+    hooks = [save_history, *callbacks]
+    trainer = None if recipe else Trainer(resolved["method"], clip, task, cfg, callbacks=hooks, **resolved["hparams"])
+    main = (trainer.ranks if trainer else start_ranks(cfg.distributed, pick_device(cfg.device))).is_main
+    writes = folder is not None and main   # under torchrun, rank 0 writes
     log = log if main else (lambda m: None)
+    if recipe and resume:
+        log(f"{folder}: resuming the runs of {resolved['method']} from their checkpoints in {ckpt.parent}")
+    elif found is not None:
+        trainer.load_checkpoint(ckpt, found[1], checkpoint=found[0])
+        log(f"{folder}: resuming from {ckpt} (step {trainer.step_count})")
+    elif resume:
+        log(f"{folder}: no checkpoint yet; training from the start")
     if writes and not resume:
         folder.mkdir(parents=True, exist_ok=True)
         _write_json(folder / CONFIG_FILE, resolved)
-    start = None
-    if resume:
-        if ckpt.exists() and _checkpoint_method(ckpt) == resolved["method"]:
-            start = ckpt
-            log(f"{folder}: resuming from {ckpt}")
-        else:
-            log(f"{folder}: no checkpoint of this run's method to resume from; training from the start")
+    skipped = task.info.get("skipped_images")
+    if skipped:
+        log(f"{task.name}: {sum(map(len, skipped.values()))} unreadable image(s) left out (skip_bad_images): "
+            + ", ".join(f"{len(v)} in {k}" for k, v in skipped.items()))
     per_epoch = max(1, len(task.train) // cfg.batch_size)
     log(f"{resolved['method']} on {task.name} ({len(task.train)} training images, {per_epoch} steps per epoch), "
         f"{cfg.steps} steps" + (f", run folder {folder}" if folder else ""))
-    res = trainer.fit(resume=start)
-    if res.custom_loop and folder is not None:   # methods that are not a step loop (LP, soups) leave no checkpoint
-        trainer.save_checkpoint(ckpt)          # (every rank calls it: it synchronises them)
+    res = trainer.fit() if trainer else finetune(resolved["method"], clip, task, cfg, callbacks=hooks,
+                                                  resume=ckpt.parent if resume else None, **resolved["hparams"])
     if writes:
-        _write_json(folder / HISTORY_FILE, trainer.history)
-        save_figure(loss_figure(trainer.history, f"{resolved['method']} on {task.name}"), folder / "loss_curves")
+        _write_json(folder / HISTORY_FILE, res.history)
+        save_figure(loss_figure(res.history, f"{resolved['method']} on {task.name}"), folder / "loss_curves")
     record = {"task": task.name, "model": clip.arch, "pretrained": clip.pretrained, "method": resolved["method"],
               "hparams": resolved["hparams"], "steps": res.step, "selected_step": res.selected_step,
               "stopped": res.stopped, "seconds": round(res.seconds, 2)}
+    if skipped is not None:
+        record["skipped_images"] = sum(map(len, skipped.values()))
     if res.interrupted:
         log(f"interrupted at step {res.step}" + (f"; continue with `rftlab finetune --resume {folder}`" if folder else ""))
         return {**record, "status": "interrupted"}
@@ -372,7 +421,7 @@ def _execute(resolved: dict, folder: Path | None, resume: bool, callbacks, progr
     record["status"] = "complete"
     if writes:
         final = _state_cpu(res.classifier)
-        torch.save({"arch": clip.arch, "pretrained": clip.pretrained, "method": resolved["method"],
+        save_torch({"arch": clip.arch, "pretrained": clip.pretrained, "method": resolved["method"],
                     "task": task.name, "classifier": final, "endpoint": res.endpoint,
                     "start_weights": start_weights}, folder / MODEL_FILE)
         _write_json(folder / METRICS_FILE, record)
@@ -402,8 +451,14 @@ def load_run_classifiers(folder: str | os.PathLike, device: str | None = None):
     if not (folder / MODEL_FILE).exists():
         raise FileNotFoundError(f"the run in {folder} has not finished ({MODEL_FILE} is missing): "
                                 f"complete it with `rftlab finetune --resume {folder}`")
+    from .errors import BadFileError
+    from .files import load_torch
+    fix = f"Finish the run again: `rftlab finetune --config {folder / CONFIG_FILE} --out {folder} --overwrite`."
+    saved = load_torch(folder / MODEL_FILE, "run model", fix)
+    if not isinstance(saved, dict) or "classifier" not in saved:
+        raise BadFileError(f"run model {folder / MODEL_FILE} holds no classifier: it was not written by "
+                           f"`rftlab finetune`. {fix}", folder / MODEL_FILE)
     clip, task = load_parts(resolved)
-    saved = torch.load(folder / MODEL_FILE, map_location="cpu", weights_only=False)
     if saved.get("start_weights") not in (None, weights_fingerprint(clip.model)):
         raise ValueError(f"model {resolved['model']!r} (pretrained={resolved['pretrained']!r}) no longer loads the "
                          f"weights the run in {folder} started from (was the weights file replaced?): "
@@ -411,7 +466,11 @@ def load_run_classifiers(folder: str | os.PathLike, device: str | None = None):
     dev = pick_device(device or resolved["device"])
     zs = ClipClassifier.zeroshot(clip, task.classnames, task.templates).to(dev)
     ft = copy.deepcopy(zs)
-    ft.load_state_dict(saved["endpoint"] if saved.get("endpoint") is not None else saved["classifier"])
+    try:
+        ft.load_state_dict(saved["endpoint"] if saved.get("endpoint") is not None else saved["classifier"])
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise BadFileError(f"run model {folder / MODEL_FILE} does not fit the run's model and task "
+                           f"({str(err).splitlines()[0]}). {fix}", folder / MODEL_FILE) from err
     return clip, task, zs, ft
 
 

@@ -3,12 +3,15 @@
 AdamW, linear warm-up then cosine, gradient-norm clipping, seeds, automatic device (CUDA
 with bf16 autocast when present), periodic validation, a history of every loss term,
 callbacks, tqdm progress, checkpoints with exact resume, and Ctrl-C that keeps what was
-learned. Methods (``rftlab.methods``) only supply parameters and loss terms.
+learned. Methods (``rftlab.methods``) only supply parameters, loss terms and the hooks of
+``rftlab.methods.Method``; the Trainer also runs the linear-probe stage a method asks for
+(``Method.probe``: LP, LP-FT). Recipes (soups) compose several Trainer runs in :func:`finetune`.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import random
 import time
@@ -24,7 +27,7 @@ from . import distributed
 from .classifier import ClipClassifier
 from .data import Task
 from .evaluation import evaluate_val
-from .methods import Method, get_method
+from .methods import Method, Recipe, get_method
 
 
 @dataclass
@@ -42,7 +45,7 @@ class TrainConfig:
     checkpoint_dir: str | None = None
     checkpoint_every: int = 0    # 0: only at the end (when checkpoint_dir is set)
     progress: bool = True
-    feature_cache: object = None  # image features LP reads instead of re-encoding: a folder, True or a FeatureCache
+    feature_cache: object = None  # image features the probe stage (LP, LP-FT) reads instead of re-encoding: a folder, True or a FeatureCache
     distributed: bool | None = None  # None: data-parallel when launched by torchrun; True: required; False: never
     workers: int | None = None   # loader processes; None: rftlab.data.default_workers (0 for in-memory images)
     pin_memory: bool | None = None   # page-locked batches; None: when training on CUDA
@@ -61,6 +64,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} is out of range")
         if self.select not in ("last", "val_acc", "val_worst_group_acc"):
             raise ValueError(f"select={self.select!r}: choose 'last', 'val_acc' or 'val_worst_group_acc'")
+        if self.device:
+            parse_device(self.device)  # its spelling now; whether this machine has it, when training starts
         if self.distributed not in (None, True, False):
             raise ValueError(f"distributed={self.distributed!r}: choose None (automatic under torchrun), True or False")
 
@@ -78,7 +83,6 @@ class TrainResult:
     stopped: str | None = None       # why training stopped early (non-finite loss...), None if it did not
     seconds: float = 0.0
     selected_step: int | None = None
-    custom_loop: bool = False        # the method trained outside the step loop (LP, soups)
     endpoint: dict | None = None     # the fine-tuned weights before the method's finish() changed them (WiSE-FT)
 
 
@@ -90,10 +94,39 @@ def is_convolutional(model: torch.nn.Module) -> bool:
     return sum(isinstance(m, torch.nn.Conv2d) for m in visual.modules()) > 1
 
 
-def pick_device(device: str | None = None) -> torch.device:
-    if device:
+def freeze_batchnorm(module: torch.nn.Module) -> int:
+    """Put every BatchNorm layer of ``module`` in eval mode: it normalises with its pretrained
+    running statistics and leaves them alone (its affine weights still train). The loop calls
+    this after ``train()`` so that a model with BatchNorm (open_clip's ResNets) computes, at
+    step 0, exactly the zero-shot model's function, as LayerNorm ViTs and the world CNN
+    (GroupNorm) do by construction; batch statistics would also make every pull towards theta0
+    (Lipsum-FT, CAR-FT, StarFT, L2-SP) non-zero before any step. Returns how many it froze."""
+    layers = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in layers:
+        m.eval()
+    return len(layers)
+
+
+def parse_device(device) -> torch.device:
+    """``torch.device(device)``, or a ValueError that lists what a device is."""
+    try:
         return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device {device!r} is not a device: give cpu, cuda, cuda:1, mps, "
+                         f"or nothing (CUDA when present)") from err
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if not device:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = parse_device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: this machine has no usable CUDA GPU; use --device cpu "
+                         f"(or give no device)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                         f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return dev
 
 
 def seed_everything(seed: int) -> None:
@@ -109,7 +142,10 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
 
 
 def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every random state, as tensors and plain values (a checkpoint loads with weights_only=True)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss)}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -117,7 +153,8 @@ def _rng_state() -> dict:
 
 def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.int64).astype(np.uint32), *rest))
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -134,9 +171,15 @@ class Trainer:
     def __init__(self, method: Method | str, clip, task: Task, config: TrainConfig | None = None,
                  classifier: ClipClassifier | None = None, callbacks: list[Callable] = (), **hparams):
         self.method = get_method(method, **hparams)
+        if isinstance(self.method, Recipe):
+            raise ValueError(f"{self.method.name} is a recipe of several training runs, not one: train it with "
+                             f"rftlab.finetune({self.method.name!r}, clip, task, config)")
         self.clip = clip
         self.task = task
-        self.config = config or TrainConfig()
+        if config is None:  # the method's recipe for this model (rftlab.recipes)
+            from .recipes import recipe_config
+            config = recipe_config(self.method, clip, task)
+        self.config = config
         self.ranks = distributed.start(self.config.distributed, pick_device(self.config.device))
         self.ranks.shard_size(self.config.batch_size)
         self.device = self.ranks.device
@@ -160,7 +203,6 @@ class Trainer:
         self._best: tuple[float, int, dict] | None = None
         self.method.config, self.method.ranks = self.config, self.ranks
         self.method.setup(self.classifier, task, clip)
-        self.ranks.sync_batchnorm(self.classifier)  # after setup: frozen references keep plain BatchNorm
         self.params = [p for p in self.method.parameters(self.classifier)]
         for p in self.classifier.parameters():
             p.requires_grad_(False)
@@ -169,6 +211,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.params, lr=self.config.lr, weight_decay=self.config.weight_decay) \
             if self.params and self.method.trainable else None
         self._stop_requested = False
+        self.checkpoint_extra: dict = {}  # more plain values for every checkpoint (a run folder's config)
         self._stream = None
         self._pending: list[tuple[int, float, dict]] = []  # steps whose loss terms the host has not read
         self._good: dict | None = None                      # the state at the last read of finite losses
@@ -191,18 +234,25 @@ class Trainer:
         for cb in self.callbacks:
             cb(event, info)
 
+    def loss_terms(self, images: torch.Tensor, labels: torch.Tensor, step: int | None = None) -> dict:
+        """The method's loss terms for a batch of preprocessed images, computed as a training
+        step computes them (train mode with BatchNorm statistics frozen, the step's memory
+        format and autocast) at ``step`` (default: the next step), without touching any weight."""
+        fmt = torch.channels_last if self.channels_last and images.dim() == 4 else torch.preserve_format
+        images = images.to(self.device, non_blocking=True, memory_format=fmt)
+        labels = labels.to(self.device, non_blocking=True)
+        self.classifier.train()
+        freeze_batchnorm(self.classifier)
+        with self._autocast():
+            return self.method.loss(self.classifier, images, labels, self.step_count if step is None else step)
+
     def _advance(self, check: bool) -> tuple[int, float, dict]:
         """One optimiser step without reading anything back to the host (unless ``check``: then a
         non-finite loss raises FloatingPointError before the weights are touched). Returns
         (step, lr, the loss terms as detached tensors on the device)."""
         cfg = self.config
         images, labels, _ = next(self._batches())
-        fmt = torch.channels_last if self.channels_last and images.dim() == 4 else torch.preserve_format
-        images = images.to(self.device, non_blocking=True, memory_format=fmt)
-        labels = labels.to(self.device, non_blocking=True)
-        self.classifier.train()
-        with self._autocast():
-            terms = self.method.loss(self.classifier, images, labels, self.step_count)
+        terms = self.loss_terms(images, labels)
         loss = terms["loss"]
         shown = self.ranks.mean_terms(terms)  # the whole batch's terms (``terms`` itself on one process)
         if check and not torch.isfinite(shown["loss"]):
@@ -294,39 +344,82 @@ class Trainer:
                               {k: v.detach().cpu().clone() for k, v in self.classifier.state_dict().items()})
         return rec
 
+    def _probe(self) -> None:
+        """The linear-probe stage ``Method.probe()`` asks for (LP, LP-FT): the frozen tower encodes
+        train (and val, when there is a grid to choose from) once, through the feature cache;
+        full-batch L-BFGS fits the head for each weight decay from the head the method set up; the
+        best val accuracy wins. One history record per weight decay, at step 0."""
+        spec = self.method.probe()
+        if spec is None:
+            return
+        from .cache import cached_encode_split
+        from .methods.lp import fit_linear_probe
+        clf, task, tf, cache = self.classifier, self.task, self.clip.preprocess, self.config.feature_cache
+        train = cached_encode_split(clf, task.train, tf, cache=cache)
+        val = cached_encode_split(clf, task.val, tf, cache=cache) if len(spec.weight_decays) > 1 else None
+        head0, best = clf.head.detach().clone(), None
+        for wd in spec.weight_decays:
+            with torch.no_grad():
+                clf.head.copy_(head0)
+            fit = fit_linear_probe(clf, train, task.train.labels, wd, spec.iters)[-1]
+            rec = {"step": 0, "probe_weight_decay": wd, "loss": fit["loss"], "ce": fit["ce"]}
+            if val is not None:
+                with torch.no_grad():
+                    scored, labels = task.val.score(clf.scale.cpu() * val @ clf.head.detach().float().cpu())
+                rec["val_probe_acc"] = (scored.argmax(1) == labels).float().mean().item()
+            self.history.append(rec)
+            if best is None or rec.get("val_probe_acc", 0.0) > best[0]:
+                best = (rec.get("val_probe_acc", 0.0), clf.head.detach().clone())
+        with torch.no_grad():
+            clf.head.copy_(best[1])
+
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, path: str | Path) -> Path:
-        """Rank 0 writes (the ranks hold the same state); every rank returns once it is written."""
+        """Rank 0 writes (the ranks hold the same state); every rank returns once it is written.
+        The file holds tensors and plain containers only (it loads with ``weights_only=True``)
+        and is written atomically: a process killed while writing leaves the previous one whole."""
+        from .files import save_torch
         self._read()
         path = Path(path)
         if not self.ranks.is_main:
             self.ranks.barrier()
             return path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({
+        plain = (type(None), bool, int, float, str)
+        config = {k: v if isinstance(v, plain) else str(v) for k, v in asdict(self.config).items()}
+        save_torch({
             "arch": self.clip.arch, "pretrained": self.clip.pretrained, "task": self.task.name,
-            "method": self.method.name, "hparams": self.method.params, "config": asdict(self.config),
+            "method": self.method.name, "hparams": self.method.params, "config": config,
             "classifier": self.classifier.state_dict(),
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
             "step": self.step_count, "history": self.history, "rng": _rng_state(),
-            "method_state": self.method.state_dict(),
+            "method_state": self.method.state_dict(), **self.checkpoint_extra,
         }, path)
         self.ranks.barrier()
         return path
 
-    def load_checkpoint(self, path: str | Path) -> None:
-        ck = torch.load(path, map_location=self.device, weights_only=False)
+    def load_checkpoint(self, path: str | Path, fix: str = "", checkpoint: dict | None = None) -> None:
+        """Continue from the checkpoint at ``path`` (``checkpoint``: what :func:`read_checkpoint`
+        already read from it). A damaged file, or one of another architecture or method, raises;
+        ``fix`` ends those messages."""
+        ck = checkpoint if checkpoint is not None else read_checkpoint(path, fix)
+        from .errors import ResumeError
+        tail = f" {fix}" if fix else ""
         if ck["arch"] != self.clip.arch:
-            raise ValueError(f"checkpoint {path} is for architecture {ck['arch']!r}, not {self.clip.arch!r}")
+            raise ResumeError(f"checkpoint {path} is for architecture {ck['arch']!r}, not {self.clip.arch!r}.{tail}")
         if ck["method"] != self.method.name:
-            raise ValueError(f"checkpoint {path} was trained with {ck['method']!r}, not {self.method.name!r}")
-        self.classifier.load_state_dict(ck["classifier"])
-        if self.optimizer and ck["optimizer"]:
-            self.optimizer.load_state_dict(ck["optimizer"])
-        if ck.get("method_state") is not None:
-            self.method.load_state_dict(ck["method_state"])
+            raise ResumeError(f"checkpoint {path} was trained with {ck['method']!r}, not {self.method.name!r}.{tail}")
+        try:
+            self.classifier.load_state_dict(ck["classifier"])
+            if self.optimizer and ck["optimizer"]:
+                self.optimizer.load_state_dict(ck["optimizer"])
+            if ck.get("method_state") is not None:
+                self.method.load_state_dict(ck["method_state"])
+            _set_rng_state(ck["rng"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as err:
+            from .errors import BadFileError
+            raise BadFileError(f"checkpoint {path} does not fit this model, task and method "
+                               f"({(str(err).splitlines() or [type(err).__name__])[0]}).{tail}", path) from err
         self.step_count, self.history = ck["step"], ck["history"]
-        _set_rng_state(ck["rng"])
         self._stream = None
 
     def _finish(self, result: TrainResult) -> None:
@@ -352,19 +445,24 @@ class Trainer:
         if resume:
             self.load_checkpoint(resume)
         t0 = time.time()
-        custom = self.method.run(self)
-        if custom is not None:
-            custom.seconds, custom.custom_loop = time.time() - t0, True
-            return custom
+        self._emit("start", {"trainer": self})
+        if self.step_count == 0:  # a resumed run already has its probed head
+            self._probe()
         result = TrainResult(self.classifier, self.history)
-        if not self.method.trainable or cfg.steps == 0:
+        if not self.method.trainable or cfg.steps == 0:  # no step loop: zero-shot, LP, steps=0
+            if cfg.eval_every:
+                self._emit("eval", self.validate())
+            if cfg.checkpoint_dir:
+                self.save_checkpoint(Path(cfg.checkpoint_dir) / "last.pt")
             self.method.refresh_head(self.classifier)
             self._finish(result)
+            result.seconds = time.time() - t0
+            self.classifier.eval()
+            self._emit("end", {"result": result})
             return result
         from tqdm.auto import tqdm
         bar = tqdm(total=cfg.steps, initial=self.step_count, desc=f"{self.method.name} on {self.task.name}",
                    leave=False, **({} if cfg.progress and self.ranks.is_main else {"disable": True}))  # else TQDM_DISABLE decides
-        self._emit("start", {"trainer": self})
         check_each_step = self.sync_every == 1
         try:
             self._stop_requested = False
@@ -416,10 +514,86 @@ class Trainer:
         return result
 
 
+class _Runs(dict):
+    """Finished runs by their key, kept on the CPU; ``trained`` and ``reused`` count the runs asked for."""
+    trained = 0
+    reused = 0
+
+    def drop(self, method: str) -> None:
+        """Forget the runs of ``method`` (their memory is freed)."""
+        for key in [k for k in self if k[2] == method]:
+            del self[key]
+
+
+_reused: _Runs | None = None  # inside reuse_runs()
+
+
+@contextlib.contextmanager
+def reuse_runs():
+    """Inside this block, :func:`finetune` trains each run once: a second call with the same model
+    object, task object, method, hyperparameters and TrainConfig gets a copy of the first result
+    (interrupted or stopped runs are not kept). ``compare`` and ``sweep`` use it, so soups share
+    their FT ingredients with each other and with the FT sweep, and a sweep's seed-0 run of the
+    selected configuration is not trained twice. Yields the store: its ``trained`` and ``reused``
+    attributes count the runs trained and handed out again inside the block."""
+    global _reused
+    outer, _reused = _reused, (_Runs() if _reused is None else _reused)
+    try:
+        yield _reused
+    finally:
+        _reused = outer
+
+
+def _run_key(method: Method, clip, task: Task, config: TrainConfig):
+    cfg = {k: v for k, v in asdict(config).items() if k != "progress"}
+    return (id(clip.model), id(task), method.name, repr(sorted(method.params.items())), repr(sorted(cfg.items())))
+
+
+CHECKPOINT_KEYS = ("arch", "method", "classifier", "optimizer", "step", "history", "rng")
+
+
+def read_checkpoint(path: str | Path, fix: str = "") -> dict:
+    """A Trainer checkpoint read safely (``weights_only=True``) and checked for the entries a
+    resume needs; a damaged or foreign file raises :class:`~rftlab.errors.BadFileError` naming
+    it, with ``fix`` at the end of the message."""
+    from .errors import BadFileError
+    from .files import load_torch, numpy_array_globals
+    ck = load_torch(path, "checkpoint", fix, extra_globals=numpy_array_globals())  # numpy: checkpoints of rftlab <= 0.1
+    missing = [k for k in CHECKPOINT_KEYS if k not in ck] if isinstance(ck, dict) else list(CHECKPOINT_KEYS)
+    if missing:
+        raise BadFileError(f"checkpoint {path} is not a Trainer checkpoint (it lacks {', '.join(missing)})."
+                           + (f" {fix}" if fix else ""), path)
+    return ck
+
+
 def finetune(method: Method | str, clip, task: Task, config: TrainConfig | None = None,
              resume: str | Path | None = None, callbacks: list[Callable] = (), **hparams) -> TrainResult:
-    """Train ``method`` on ``task`` from ``clip``'s zero-shot classifier. ``clip`` itself is
-    never modified: the trainer works on a deep copy of its model."""
-    clip = copy.copy(clip)
-    clip.model = copy.deepcopy(clip.model)
-    return Trainer(method, clip, task, config, callbacks=callbacks, **hparams).fit(resume)
+    """Train ``method`` (any registered name) on ``task`` from ``clip``'s zero-shot classifier.
+    ``clip`` itself is never modified: the trainer works on a deep copy of its model.
+    ``config`` None: the method's recipe for this model (``rftlab.recipes.recipe_config``).
+    ``resume``: a Trainer checkpoint file; for a recipe (soups), the checkpoint folder its runs
+    wrote (each run resumes from its own ``last.pt`` there)."""
+    method = get_method(method, **hparams)
+    if config is None:
+        from .recipes import recipe_config
+        config = recipe_config(method, clip, task)
+    if isinstance(method, Recipe):
+        def train(name: str, cfg: TrainConfig, **hp) -> TrainResult:
+            ckpt = Path(cfg.checkpoint_dir) / "last.pt" if resume and cfg.checkpoint_dir else None
+            return finetune(name, clip, task, cfg, resume=ckpt if ckpt and ckpt.is_file() else None,
+                            callbacks=callbacks, **hp)
+        return method.fit(train, lambda clf: evaluate_val(clf, task, clip.preprocess), config)
+    key = _run_key(method, clip, task, config) if _reused is not None and not resume else None
+    if key is not None and key in _reused:
+        _reused.reused += 1
+        device, kept = _reused[key]
+        return dataclasses.replace(kept, classifier=copy.deepcopy(kept.classifier).to(device), history=list(kept.history))
+    run_clip = copy.copy(clip)
+    run_clip.model = copy.deepcopy(clip.model)
+    result = Trainer(method, run_clip, task, config, callbacks=callbacks).fit(resume)
+    if key is not None:
+        _reused.trained += 1
+    if key is not None and not result.interrupted and result.stopped is None:
+        _reused[key] = (next(result.classifier.parameters()).device, dataclasses.replace(
+            result, classifier=copy.deepcopy(result.classifier).cpu(), history=list(result.history)))
+    return result

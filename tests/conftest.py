@@ -82,11 +82,14 @@ def _shared_clip_is_left_untouched(request):
         return
     clip = request.getfixturevalue("clip")
     before = {k: v.detach().clone() for k, v in clip.model.state_dict().items()}
+    strides = {k: v.stride() for k, v in clip.model.state_dict().items()}
     kinds = [type(m) for m in clip.model.modules()]
     mode = clip.model.training
     yield
     after = clip.model.state_dict()
     changed = [k for k in before if k not in after or not torch.equal(before[k], after[k])]
     assert not changed, f"this test changed the shared clip fixture in place (e.g. {changed[:3]}): copy it"
+    relaid = [k for k, v in after.items() if v.stride() != strides.get(k)]
+    assert not relaid, f"this test changed the memory layout of the shared clip (e.g. {relaid[:3]}): copy it"
     assert kinds == [type(m) for m in clip.model.modules()], "this test swapped modules of the shared clip: copy it"
     assert clip.model.training == mode, "this test switched the shared clip between train and eval mode: copy it"

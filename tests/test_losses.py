@@ -16,7 +16,8 @@ def test_clip_loss_by_hand():
     i2t = (-math.log(math.exp(10) / (math.exp(10) + math.exp(6))) - math.log(math.exp(8) / (math.exp(0) + math.exp(8)))) / 2
     t2i = (-math.log(math.exp(10) / (math.exp(10) + math.exp(0))) - math.log(math.exp(8) / (math.exp(6) + math.exp(8)))) / 2
     assert L.clip_loss(img, txt, s).item() == pytest.approx((i2t + t2i) / 2, rel=1e-5)
-    assert logits.shape == (2, 2)
+    assert L.clip_loss(img, txt, s).item() == pytest.approx(0.5 * (F.cross_entropy(logits, torch.arange(2))
+                                                                  + F.cross_entropy(logits.t(), torch.arange(2))).item())
 
 
 def test_lipsum_scale_inside_the_square():
@@ -39,14 +40,16 @@ def test_context_kl_direction_and_zero_at_theta0():
     p = F.softmax(torch.tensor([1.0, 0.0, 0.0]), 0)
     p0 = F.softmax(torch.tensor([0.0, 1.0, 0.0]), 0)
     kl_p0_p = (p0 * (p0.log() - p.log())).sum()
-    kl_p_p0 = (p * (p.log() - p0.log())).sum()
     got = L.context_kl(f, f0, w, 1.0)
     assert got.item() == pytest.approx(kl_p0_p.item())
     f2 = torch.tensor([[0.9, 0.1, 0.0]])
     p2 = F.softmax(torch.tensor([0.9, 0.1, 0.0]), 0)
     assert L.context_kl(f2, f0, w, 1.0).item() == pytest.approx((p0 * (p0.log() - p2.log())).sum().item(), rel=1e-5)
     assert L.context_kl(f0, f0, w, 100.0).item() == pytest.approx(0.0, abs=1e-6)
-    assert kl_p0_p.item() == pytest.approx(kl_p_p0.item())  # symmetric here; the case above is not
+    # the direction matters where the two KLs differ: theta0's distribution is the target
+    reverse = (p2 * (p2.log() - p0.log())).sum().item()
+    assert abs(reverse - L.context_kl(f2, f0, w, 1.0).item()) > 1e-3
+    assert L.context_kl(f0, f2, w, 1.0).item() == pytest.approx(reverse, rel=1e-5)
 
 
 def test_orthogonality_and_cross_frobenius_are_not_squared():
@@ -66,11 +69,24 @@ def test_self_distillation_sums_both_directions():
     ti = torch.tensor([[1.0, 1.0], [0.0, 3.0]])
     tt = ti.t()
 
-    def soft_ce(a, b):
-        return -(F.softmax(b, 1) * F.log_softmax(a, 1)).sum(1).mean().item()
-    expected = soft_ce(li, ti) + soft_ce(lt, tt)
+    def kl(a, b):  # soft-label cross-entropy minus the target's entropy
+        p = F.softmax(b, 1)
+        return ((p * p.log()).sum(1) - (p * F.log_softmax(a, 1)).sum(1)).mean().item()
+    expected = kl(li, ti) + kl(lt, tt)
     assert L.self_distillation(li, lt, ti, tt).item() == pytest.approx(expected)
-    assert expected > soft_ce(li, ti)  # a sum, not an average of the two
+    assert expected > kl(li, ti) > 0  # a sum, not an average of the two
+    assert L.self_distillation(ti, tt, ti, tt).item() == pytest.approx(0.0, abs=1e-7)  # student = teacher
+
+
+def test_self_distillation_has_the_soft_cross_entropys_gradient():
+    li = torch.tensor([[2.0, 0.0], [0.5, 1.0]], requires_grad=True)
+    ti = torch.tensor([[1.0, 1.0], [0.0, 3.0]])
+    L.self_distillation(li, li.t(), ti, ti.t()).backward()
+    grad = li.grad.clone()
+    li.grad = None
+    ce = -(F.softmax(ti, 1) * F.log_softmax(li, 1)).sum(1).mean() - (F.softmax(ti.t(), 1) * F.log_softmax(li.t(), 1)).sum(1).mean()
+    ce.backward()
+    assert torch.allclose(grad, li.grad)
 
 
 def test_spurious_alignment_kl_masks_same_label_entries():
@@ -85,7 +101,8 @@ def test_spurious_alignment_kl_masks_same_label_entries():
     assert L.spurious_alignment_kl(student, teacher, labels).item() == pytest.approx(expected, rel=1e-5)
     # the direction is KL(teacher || student)
     wrong = (q * (q.log() - p.log())).sum().item() / 3
-    assert expected != pytest.approx(wrong)
+    assert L.spurious_alignment_kl(teacher, student, labels).item() == pytest.approx(wrong, rel=1e-5)
+    assert abs(wrong - expected) > 1e-3   # so the two directions are told apart
     # unmasked diagonal would change the value
     assert L.spurious_alignment_kl(student, teacher, torch.tensor([0, 1, 2])).item() != pytest.approx(expected)
 

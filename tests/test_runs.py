@@ -80,11 +80,32 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     assert done["status"] == "complete" and done["steps"] == 4
     hist = [json.loads((tmp_path / r / "history.json").read_text()) for r in ("full", "cut")]
     assert hist[0] == hist[1] and len(hist[0]) == 6
-    models = [torch.load(tmp_path / r / "model.pt", weights_only=False)["classifier"] for r in ("full", "cut")]
+    models = [torch.load(tmp_path / r / "model.pt", weights_only=True)["classifier"] for r in ("full", "cut")]
     assert all(torch.equal(models[0][k], models[1][k]) for k in models[0])
     assert done["metrics"] == full["metrics"]
     # resuming a complete run trains nothing and returns its record
     assert resume_run(tmp_path / "cut", log=quiet)["metrics"] == done["metrics"]
+
+
+def test_a_soup_run_resumes_each_of_its_runs(tmp_path):
+    config = {**TINY, "method": "soup-greedy", "hparams": {"ingredients": 2}}
+    full = finetune_run(config, tmp_path / "full", progress=False, log=quiet)
+    starts = []
+
+    def stop(event, info):   # Ctrl-C in the middle of the second ingredient
+        starts.append(event == "start")
+        if event == "eval" and sum(starts) == 2 and info["step"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.warns(UserWarning, match="interrupted at step 2"):
+        cut = finetune_run(config, tmp_path / "cut", callbacks=[stop], progress=False, log=quiet)
+    assert cut["status"] == "interrupted"
+    ckpts = tmp_path / "cut" / "checkpoints"
+    assert [torch.load(ckpts / f"ingredient-{i}" / "last.pt", weights_only=False)["step"] for i in (0, 1)] == [4, 2]
+    done = resume_run(tmp_path / "cut", progress=False, log=quiet)
+    assert done["status"] == "complete" and done["metrics"] == full["metrics"]
+    models = [torch.load(tmp_path / r / "model.pt", weights_only=False)["classifier"] for r in ("full", "cut")]
+    assert all(torch.equal(models[0][k], models[1][k]) for k in models[0])
 
 
 def test_a_run_is_never_clobbered(tmp_path):
@@ -110,7 +131,7 @@ def test_wise_curve_of_a_wise_ft_run(tmp_path):
     from rftlab.evaluation import evaluate
     from rftlab.runs import load_parts
     rec = finetune_run({**TINY, "method": "wise-ft", "hparams": {"alpha": 0.5}}, tmp_path, progress=False, log=quiet)
-    saved = torch.load(tmp_path / "model.pt", weights_only=False)
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
     assert saved["endpoint"] is not None     # the fine-tuned weights, before WiSE-FT's interpolation
     curve = wise_curve_run(tmp_path, alphas=(0, 0.5, 1), log=quiet)
     assert [r["alpha"] for r in curve["rows"]] == [0.0, 0.5, 1.0]
@@ -134,7 +155,7 @@ def test_lp_run_shares_features_through_the_cache(tmp_path):
                        tmp_path / "run", progress=False, log=quiet)
     assert rec["status"] == "complete" and (tmp_path / "run" / "checkpoints" / "last.pt").exists()
     files = sorted(cache.root.glob("*.pt"))
-    assert len(files) == 2                       # train (for the probe) and test (for the metrics)
+    assert len(files) == 3                       # train and val (for the probe and its L2 choice), test (metrics)
     curve = wise_curve_run(tmp_path / "run", alphas=(0, 0.5, 1), log=quiet)
     assert sorted(cache.root.glob("*.pt")) == files   # head-only: every alpha reads the same features
     assert curve["rows"][2]["metrics"] == rec["metrics"]

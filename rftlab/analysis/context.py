@@ -2,9 +2,11 @@
 the KL between them, the contexts a fine-tuned model stopped seeing, and zero-shot
 recognition of the context itself (style, background) before and after fine-tuning.
 
-Contexts are the task's templates ("a sketch of a {}", ...). Context weights W_ctx (D, K) are
-:func:`rftlab.methods.carft.context_weights` from theta0's text tower; an image's context
-distribution is p_ctx(x) = softmax(s * W_ctx^T phi(x)), with s = 100 by default (CAR-FT's).
+Contexts are the task's contexts (``Task.context_templates``: on the world, 81 style, place and
+colour phrases such as "a sketch of a {}", "a {} on the grass"; otherwise its templates), as
+CAR-FT uses. Context weights W_ctx (D, K) are :func:`rftlab.methods.carft.context_weights` from
+theta0's text tower; an image's context distribution is p_ctx(x) = softmax(s * W_ctx^T phi(x)),
+with s the model's own logit scale by default (CAR-FT's default in rftlab; 100 for OpenAI CLIP).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from ._common import check_pair, check_tokenizer, clip_of, group_key, image_feat
 
 
 def _weights(model, tokenizer, task: Task | None, templates, classnames, weights) -> tuple[torch.Tensor, list]:
-    templates = list(templates if templates is not None else (task.templates if task is not None else []))
+    templates = list(templates if templates is not None else (task.context_templates if task is not None else []))
     if weights is not None:
         weights = torch.as_tensor(weights).float().cpu()
         return weights, templates or [f"context {k}" for k in range(weights.shape[1])]
@@ -32,8 +34,13 @@ def _weights(model, tokenizer, task: Task | None, templates, classnames, weights
     return context_weights(clip_of(model), tokenizer, classnames, templates).float().cpu(), templates
 
 
+def own_scale(model, scale: float | None = None) -> float:
+    """``scale``, or the model's own logit scale (exp of its ``logit_scale``) when it is None."""
+    return float(scale) if scale is not None else clip_of(model).logit_scale.exp().item()
+
+
 def context_kl_per_image(features: torch.Tensor, features0: torch.Tensor, weights: torch.Tensor,
-                         scale: float = 100.0) -> torch.Tensor:
+                         scale: float) -> torch.Tensor:
     """KL(p_ctx(x; theta0) || p_ctx(x; theta)) per image, (N,); its mean is
     :func:`rftlab.losses.context_kl`."""
     logp = F.log_softmax(scale * features @ weights, dim=-1)
@@ -43,16 +50,16 @@ def context_kl_per_image(features: torch.Tensor, features0: torch.Tensor, weight
 
 def context_distribution(model, data: Task | Split, tokenizer, transform=None, *, split: str = "test",
                          templates: Sequence[str] | None = None, classnames: Sequence[str] | None = None,
-                         weights: torch.Tensor | None = None, scale: float = 100.0,
+                         weights: torch.Tensor | None = None, scale: float | None = None,
                          features: torch.Tensor | None = None) -> torch.Tensor:
-    """p_ctx(x) per image, (N, K), over the K templates (the task's by default). W_ctx comes from
-    ``model``'s own text tower unless ``weights`` is given."""
+    """p_ctx(x) per image, (N, K), over the K contexts (the task's by default). W_ctx comes from
+    ``model``'s own text tower unless ``weights`` is given; ``scale`` None: the model's own."""
     s, task = resolve_split(data, split)
     w, _ = _weights(model, tokenizer, task, templates, classnames, weights)
     f = image_features(model, s, transform, features)
     if w.shape[0] != f.shape[1]:
         raise ValueError(f"context weights are {w.shape[0]}-dimensional but the features are {f.shape[1]}-dimensional")
-    return F.softmax(scale * f @ w, dim=-1)
+    return F.softmax(own_scale(model, scale) * f @ w, dim=-1)
 
 
 @dataclass
@@ -89,10 +96,11 @@ class ContextShift:
 
 def context_shift(theta0, theta, data: Task | Split, tokenizer, transform=None, *, split: str = "test",
                   templates: Sequence[str] | None = None, classnames: Sequence[str] | None = None,
-                  weights: torch.Tensor | None = None, scale: float = 100.0,
+                  weights: torch.Tensor | None = None, scale: float | None = None,
                   features0: torch.Tensor | None = None, features: torch.Tensor | None = None) -> ContextShift:
     """Context distributions of theta0 and theta per image with one W_ctx (theta0's text tower,
-    as CAR-FT), and KL(p0 || p) per image (:func:`context_kl_per_image`)."""
+    as CAR-FT) and one scale (theta0's own unless ``scale`` is given), and KL(p0 || p) per image
+    (:func:`context_kl_per_image`)."""
     check_pair(theta0, theta)
     s, task = resolve_split(data, split)
     w, contexts = _weights(theta0, tokenizer, task, templates, classnames, weights)
@@ -100,6 +108,7 @@ def context_shift(theta0, theta, data: Task | Split, tokenizer, transform=None, 
     f = image_features(theta, s, transform, features)
     if w.shape[0] != f.shape[1]:
         raise ValueError(f"context weights are {w.shape[0]}-dimensional but the features are {f.shape[1]}-dimensional")
+    scale = own_scale(theta0, scale)
     p0 = F.softmax(scale * f0 @ w, dim=-1)
     p = F.softmax(scale * f @ w, dim=-1)
     return ContextShift(contexts, p0, p, context_kl_per_image(f, f0, w, scale), w)

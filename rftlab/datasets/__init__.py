@@ -11,7 +11,7 @@ metadata (``group``, ``domain``...) and the StarFT phrase pool ``task.info["spur
 from __future__ import annotations
 
 from ..data import Task
-from ._common import DatasetLayoutError, open_rgb
+from ._common import DatasetLayoutError, drop_unreadable, open_rgb
 from .celeba import celeba
 from .domainnet import domainnet
 from .folder import csv_dataset, image_folder
@@ -36,11 +36,20 @@ DATASETS = {
 }
 
 
-def load_dataset(name: str, root=None, **kwargs) -> Task:
-    """The dataset ``name`` (a key of ``DATASETS``) read from ``root``; ``kwargs`` go to its loader."""
+def load_dataset(name: str, root=None, skip_bad_images: bool = False, **kwargs) -> Task:
+    """The dataset ``name`` (a key of ``DATASETS``) read from ``root``; ``kwargs`` go to its loader.
+
+    An image that cannot be read stops whatever reads it with an
+    :class:`~rftlab.errors.ImageReadError` naming the file and the dataset. With
+    ``skip_bad_images=True`` every image is opened once now and the unreadable ones are left
+    out of the task: listed in ``task.info["skipped_images"]``, counted in a warning (and in a
+    run's log and ``metrics.json``)."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; datasets are: {', '.join(DATASETS)}")
-    return DATASETS[name](root, **kwargs)
+    if not isinstance(skip_bad_images, bool):
+        raise ValueError(f"skip_bad_images is true or false; got {skip_bad_images!r}")
+    task = DATASETS[name](root, **kwargs)
+    return drop_unreadable(task) if skip_bad_images else task
 
 
 __all__ = ["DATASETS", "load_dataset", "DatasetLayoutError", "open_rgb", "natural_spurious_phrases",

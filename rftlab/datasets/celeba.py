@@ -70,9 +70,14 @@ def _read_partition(path: Path) -> dict[str, int]:
     else:
         rows = [ln.split() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
     try:
-        return {r[0]: int(r[1]) for r in rows}
+        out = {r[0]: int(r[1]) for r in rows}
     except (ValueError, IndexError):
         raise layout_error("celeba", f"{path.name}: lines must be '<image> <0|1|2>'", LAYOUT) from None
+    bad = next((k for k, v in out.items() if v not in (0, 1, 2)), None)
+    if bad is not None:
+        raise layout_error("celeba", f"{path.name}: {bad} has partition {out[bad]}; partitions are 0 (train), "
+                                     f"1 (val) and 2 (test)", LAYOUT)
+    return out
 
 
 def _names(attr: str) -> list[str]:

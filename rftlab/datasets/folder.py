@@ -84,6 +84,11 @@ def image_folder(root, val_fraction: float = 0.1, test_fraction: float = 0.2, se
         have[s] = make_split(s, paths, labels)
     splits = _fill_missing(have, val_fraction, test_fraction, seed)
     ignored = sorted({c for per in files.values() for c, f in per.items() if not f} - set(classes))
+    if ignored:
+        import warnings
+        warnings.warn(f"imagefolder {root}: ignored {len(ignored)} folder(s) without images: {', '.join(ignored[:5])}"
+                      f"{' ...' if len(ignored) > 5 else ''} (a class folder must hold images to be a class)",
+                      stacklevel=2)
     return Task(name or root.name, [class_name(c) for c in classes], _generic_templates(templates),
                 splits["train"], splits["val"], splits["test"], id_domain=name or root.name,
                 info=natural_info(root=str(root), folders=classes, ignored_folders=ignored,
@@ -131,6 +136,8 @@ def csv_dataset(path, classnames=None, group_names=None, val_fraction: float = 0
     if not rows:
         raise layout_error("csv", f"{p} is empty", CSV_LAYOUT)
     head = [c.lower() for c in rows[0]]
+    if "path" in head and "label" not in head:
+        raise layout_error("csv", f"{p}: the header {rows[0]} has no label column", CSV_LAYOUT)
     if "path" in head and "label" in head:
         cols, rows = {c: head.index(c) for c in ("path", "label", "group", "split") if c in head}, rows[1:]
     elif 2 <= len(rows[0]) <= 4:

@@ -8,7 +8,6 @@ classes, every other ImageNet class is left out.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -42,7 +41,11 @@ def objectnet_mapping(path=None) -> dict[str, dict]:
     if path is None:
         return read_json("objectnet_imagenet.json")["classes"]
     from .imagenet import imagenet_wnids
-    raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    from ..files import read_json as read_file
+    raw = read_file(path, "objectnet mapping", "It maps ObjectNet folders to ImageNet classes: "
+                                               '{"alarm_clock": ["n02694662", 409], ...}.')
+    if not isinstance(raw, dict):
+        raise ValueError(f"objectnet mapping {path}: expected a JSON object of folder -> ImageNet classes")
     raw = raw.get("classes", raw)
     pos = {w: i for i, w in enumerate(imagenet_wnids())}
     out = {}

@@ -1,5 +1,5 @@
 """The registry of methods: one line per method."""
-from .base import HParam, Method
+from .base import HParam, Method, Probe, Recipe, lr_grid
 from .carft import CARFT
 from .carot import CaRot
 from .flyp import FLYP
@@ -13,7 +13,7 @@ from .starft import StarFT
 from .wiseft import WiSEFT, wise_ft
 from .zeroshot import ZeroShot
 
-METHODS: dict[str, type[Method]] = {
+METHODS: dict[str, type[Method | Recipe]] = {
     "zeroshot": ZeroShot,
     "lp": LP,
     "ft": FT,
@@ -30,9 +30,10 @@ METHODS: dict[str, type[Method]] = {
 }
 
 
-def get_method(name, **hparams) -> Method:
-    """An instance of a registered method; the error lists the registered names."""
-    if isinstance(name, Method):
+def get_method(name, **hparams) -> Method | Recipe:
+    """An instance of a registered method (a Method the Trainer runs, or a Recipe of several
+    runs); the error lists the registered names."""
+    if isinstance(name, (Method, Recipe)):
         return name
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; registered methods: {', '.join(METHODS)}")
@@ -40,5 +41,5 @@ def get_method(name, **hparams) -> Method:
 
 
 __all__ = ["CARFT", "CaRot", "FLYP", "FT", "GreedySoup", "HParam", "L2SP", "LP", "LPFT", "LipsumFT",
-           "METHODS", "Method", "Soup", "StarFT", "WiSEFT", "ZeroShot", "average_state_dicts",
-           "get_method", "wise_ft"]
+           "METHODS", "Method", "Probe", "Recipe", "Soup", "StarFT", "WiSEFT", "ZeroShot", "average_state_dicts",
+           "get_method", "lr_grid", "wise_ft"]

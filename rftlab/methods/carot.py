@@ -15,15 +15,19 @@ class CaRot(FLYP):
     name = "carot"
     paper_recipe = {"lr": 1e-5, "weight_decay": 0.1, "batch_size": 512, "epochs": 10, "warmup_steps": 500}  # ImageNet, ViT-B/16
     summary = "FLYP + ||Wv^T Wv - I|| + ||Wv Wt^T|| + self-distillation from an EMA teacher"
+    anchor_terms = ("self_distillation",)
     hparams = {
         "lambda_oc": HParam(0.2, 0.2, 0.0, None, "weight of the orthogonality term"),
         "lambda_x": HParam(0.05, 0.05, 0.0, None, "weight of the cross-projection term"),
         "lambda_sd": HParam(1.5, 1.5, 0.0, None, "weight of self-distillation"),
-        "ema_every": HParam(20, 500, 1, None, "steps between EMA teacher updates (paper: 500)"),
+        "ema_updates": HParam(50, 50, 1, None, "EMA teacher updates over the run: at step 0, then every "
+                              "steps/ema_updates steps (paper: every 500 of ~25k steps)"),
         "m_start": HParam(0.05, 0.05, 0.0, 1.0, "EMA momentum at the start"),
         "m_end": HParam(0.9, 0.9, 0.0, 1.0, "EMA momentum after the ramp"),
         "m_ramp": HParam(0.2, 0.2, 0.0, 1.0, "fraction of training over which the momentum rises"),
     }
+
+    search = {("lambda_oc", "lambda_sd"): ((0.1, 0.75), (0.2, 1.5), (0.4, 3.0))}  # both regularisers scaled together
 
     def setup(self, classifier, task, clip):
         super().setup(classifier, task, clip)
@@ -58,9 +62,13 @@ class CaRot(FLYP):
         terms["loss"] = loss
         return terms
 
+    def ema_every(self, total_steps: int) -> int:
+        """Steps between teacher updates: the paper's 500 of ~25k steps, scaled to the run."""
+        return max(1, round(total_steps / self.ema_updates))
+
     def after_step(self, classifier, step, total_steps):
         super().after_step(classifier, step, total_steps)
-        if (step + 1) % self.ema_every == 0:
+        if step % self.ema_every(total_steps) == 0:  # step 0 included, as the official schedule
             m = self.momentum(step, total_steps)
             with torch.no_grad():
                 student = classifier.clip.state_dict()

@@ -7,9 +7,13 @@ from .base import HParam, Method
 
 class L2SP(Method):
     name = "l2-sp"
+    world_recipe = {"lr": 3e-4, "weight_decay": 0.1}  # FT's
     paper_recipe = {"lr": 3e-5, "weight_decay": 0.1, "batch_size": 512, "epochs": 10, "warmup_steps": 500, "grad_clip": 1.0}  # ImageNet, ViT-B/16
     summary = "cross-entropy + (alpha/2) * ||theta - theta0||^2 over every trained tensor"
+    anchor_terms = ("l2sp",)
     hparams = {"alpha": HParam(0.1, None, 0.0, None, "weight of the pull to theta0 (paper: a grid 1e-4..1e-1)")}
+
+    search = {"alpha": (1e-3, 1e-2, 1e-1)}
 
     def setup(self, classifier, task, clip):
         self._params = self.parameters(classifier)

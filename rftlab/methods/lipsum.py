@@ -11,13 +11,17 @@ from .base import HParam, Method
 
 class LipsumFT(Method):
     name = "lipsum-ft"
+    world_recipe = {"lr": 1e-4, "weight_decay": 0.0}  # FT's lr / 3 and no weight decay, as the paper
     paper_recipe = {"lr": 1e-5, "weight_decay": 0.0, "batch_size": 256, "epochs": 10, "warmup": 0.1}  # ImageNet, ViT-B/16
     summary = "cross-entropy + lambda * energy gap to theta0 on M fresh random texts per step"
+    anchor_terms = ("lipsum",)
     hparams = {
         "lam": HParam(1.0, 1.0, 0.0, None, "weight of the energy-gap regulariser"),
         "m": HParam(80, 80, 1, 4096, "random texts per step"),
         "length": HParam(8, 8, 1, 64, "tokens per random text"),
     }
+
+    search = {"lam": (0.3, 1.0, 3.0)}
 
     def setup(self, classifier, task, clip):
         self.ref = classifier.frozen_copy()            # theta0: image tower and text tower

@@ -1,17 +1,16 @@
-"""LP: logistic regression on frozen, cached image features (head only)."""
+"""LP: logistic regression on frozen, cached image features (head only), its L2 strength chosen on val."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from ..cache import cached_encode_split
-from .base import HParam, Method
+from .base import PROBE_GRID, HParam, Method, Probe, probe_grid
 
 
 def fit_linear_probe(classifier, features: torch.Tensor, labels: torch.Tensor, weight_decay: float,
                      iters: int) -> list[dict]:
     """Fit ``classifier.head`` by full-batch L-BFGS on CE(scale * features @ head) + wd * ||head||^2,
-    starting from the current head (the zero-shot head). Returns the loss history."""
+    starting from the current head. Returns the loss history. (The Trainer's probe stage.)"""
     head = classifier.head
     device = head.device
     x, y = features.to(device), labels.to(device)
@@ -32,28 +31,25 @@ def fit_linear_probe(classifier, features: torch.Tensor, labels: torch.Tensor, w
     return history
 
 
-def probe_head(trainer, weight_decay: float, iters: int) -> list[dict]:
-    """Encode the training split once with the frozen tower, then fit the head on those features.
-    The features come from disk when ``TrainConfig.feature_cache`` names a cache that already holds them."""
-    feats = cached_encode_split(trainer.classifier, trainer.task.train, trainer.clip.preprocess,
-                                cache=trainer.config.feature_cache)
-    return fit_linear_probe(trainer.classifier, feats, trainer.task.train.labels, weight_decay, iters)
+def probe_weight_decays(value) -> tuple[float, ...]:
+    """``"val"`` -> the grid chosen from on val; a number -> that one."""
+    return PROBE_GRID if value == "val" else (float(value),)
 
 
 class LP(Method):
     name = "lp"
-    summary = "linear probe: the head alone, by L-BFGS on cached frozen features"
+    summary = "linear probe: the head alone, by L-BFGS on cached frozen features; L2 strength chosen on val"
     trainable = False
+    tunes_lr = False
     hparams = {
-        "weight_decay": HParam(1e-4, None, 0.0, None, "L2 penalty on the head (the inverse of sklearn's C)"),
+        "weight_decay": HParam("val", None, 0.0, None, "L2 penalty on the head (the inverse of sklearn's C); "
+                               "'val': the best on val accuracy of 1e-1, 1e-2, ..., 1e-6", choices=("val",)),
         "iters": HParam(100, None, 1, 10_000, "L-BFGS iterations"),
     }
 
-    def run(self, trainer):
-        from ..train import TrainResult
-        clf = trainer.classifier
-        hist = probe_head(trainer, self.weight_decay, self.iters)
-        trainer.history.extend(hist)
-        trainer.validate()
-        clf.eval()
-        return TrainResult(clf, trainer.history, step=len(hist))
+    @classmethod
+    def grid(cls, budget: int) -> list[dict]:
+        return [{"weight_decay": wd} for wd in probe_grid(budget)]  # no learning rate: the budget goes to L2
+
+    def probe(self) -> Probe:
+        return Probe(probe_weight_decays(self.weight_decay), self.iters)

@@ -1,14 +1,21 @@
-"""Model soups: average the weights of several fine-tuned runs from one initialisation."""
+"""Model soups: average the weights of several fine-tuned runs from one initialisation.
+
+A soup is a :class:`~rftlab.methods.base.Recipe`: ordinary FT runs composed above the Trainer. Its
+ingredients are FT runs over the learning-rate grid of ``rftlab.sweep`` (:func:`lr_grid` around the
+recipe's lr, one seed), so the ingredients of a soup are exactly the runs of an FT sweep, as in the
+model-soups paper; inside ``rftlab.train.reuse_runs()`` (``compare``, ``sweep``) they are trained once.
+"""
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
+import time
+from pathlib import Path
 
 import torch
 
-from ..evaluation import evaluate_val
-from .base import HParam, Method
+from .base import HParam, Recipe, lr_grid
+from .ft import FT
 
 
 def average_state_dicts(state_dicts: list[dict]) -> dict:
@@ -26,77 +33,54 @@ def average_state_dicts(state_dicts: list[dict]) -> dict:
     return out
 
 
-_shared: dict | None = None  # ingredient runs shared between soups, inside shared_ingredients()
-
-
-@contextlib.contextmanager
-def shared_ingredients():
-    """Inside this block, soups trained from the same model on the same task with the same
-    recipe reuse each other's ingredient runs (the uniform and the greedy soup of
-    ``rftlab compare`` then cost three FT runs, not six). Only for one model: the key is the
-    task and the recipe, not the weights."""
-    global _shared
-    outer, _shared = _shared, {}
-    try:
-        yield
-    finally:
-        _shared = outer
-
-
-class Soup(Method):
+class Soup(Recipe):
     name = "soup-uniform"
-    summary = "uniform average of FT runs with different seeds and learning rates"
-    hparams = {
-        "ingredients": HParam(3, None, 1, 64, "number of fine-tuned runs"),
-        "lr_spread": HParam(2.0, None, 1.0, 100.0, "learning rates spread geometrically over [lr/s, lr*s]"),
-    }
-    greedy = False
+    summary = "uniform average of FT runs over a learning-rate grid (the runs of an FT sweep)"
+    world_recipe = FT.world_recipe      # the ingredients are FT runs
+    paper_recipe = FT.paper_recipe
+    hparams = {"ingredients": HParam(3, None, 1, 64, "number of FT runs, over lr_grid(lr, n): n points in the "
+                                     "decade around the recipe's lr")}
 
-    def run(self, trainer):
-        from ..train import TrainResult, finetune
-        base = trainer.config
-        n = self.ingredients
-        lrs = [base.lr * self.lr_spread ** (2 * i / max(1, n - 1) - 1) for i in range(n)]
-        runs = []
-        for i, lr in enumerate(lrs):
-            cfg = dataclasses.replace(base, seed=base.seed + i, lr=lr, progress=False)
-            key = (id(trainer.task), tuple(sorted(dataclasses.asdict(cfg).items())))
-            if _shared is not None and key in _shared:
-                val_acc, state, last_loss = _shared[key]
-            else:
-                res = finetune("ft", trainer.clip, trainer.task, cfg)
-                val_acc = evaluate_val(res.classifier, trainer.task, trainer.clip.preprocess)["val_acc"]
-                state = {k: v.detach().cpu() for k, v in res.classifier.state_dict().items()}
-                last_loss = next((h["loss"] for h in reversed(res.history) if "loss" in h), float("nan"))
-                if _shared is not None:
-                    _shared[key] = (val_acc, state, last_loss)
-            runs.append((val_acc, state))
-            trainer.history.append({"step": i + 1, "loss": last_loss, "ingredient_lr": lr,
-                                    "ingredient_val_acc": val_acc})
-        chosen = self.select(trainer, runs)
-        trainer.classifier.load_state_dict(average_state_dicts(chosen))
-        trainer.classifier.eval()
-        trainer.validate()
-        return TrainResult(trainer.classifier, trainer.history, step=n * base.steps)
+    @classmethod
+    def grid(cls, budget: int) -> list[dict]:
+        return [{"ingredients": budget}]  # nothing to select: the FT sweep's runs are the ingredients
 
-    def select(self, trainer, runs):
+    def fit(self, train, score, config):
+        from ..train import TrainResult
+        t0 = time.time()
+        runs, history, res = [], [], None
+        for i, lr in enumerate(lr_grid(config.lr, self.ingredients)):
+            ckpt = str(Path(config.checkpoint_dir) / f"ingredient-{i}") if config.checkpoint_dir else None
+            res = train("ft", dataclasses.replace(config, lr=lr, checkpoint_dir=ckpt))
+            if res.interrupted:   # Stop / Ctrl-C: the soup ends with the ingredient reached
+                return dataclasses.replace(res, history=history + res.history, seconds=time.time() - t0)
+            val_acc = score(res.classifier)["val_acc"]
+            runs.append((val_acc, {k: v.detach().cpu() for k, v in res.classifier.state_dict().items()}))
+            last_loss = next((h["loss"] for h in reversed(res.history) if "loss" in h), float("nan"))
+            history.append({"step": i + 1, "loss": last_loss, "ingredient_lr": lr, "ingredient_val_acc": val_acc})
+        clf = res.classifier
+        chosen = self.select(runs, score, clf)
+        clf.load_state_dict(average_state_dicts(chosen))
+        clf.eval()
+        history.append({"step": len(runs), "soup_ingredients": len(chosen), **score(clf)})
+        return TrainResult(clf, history, step=len(runs) * config.steps, seconds=time.time() - t0)
+
+    def select(self, runs: list[tuple[float, dict]], score, classifier) -> list[dict]:
         return [sd for _, sd in runs]
 
 
 class GreedySoup(Soup):
     name = "soup-greedy"
     summary = "add FT runs best-first while held-out (val) accuracy does not drop"
-    greedy = True
 
-    def select(self, trainer, runs):
+    def select(self, runs, score, classifier):
         runs = sorted(runs, key=lambda r: -r[0])
         chosen, best = [runs[0][1]], runs[0][0]
-        probe = copy.deepcopy(trainer.classifier)
+        probe = copy.deepcopy(classifier)
         for acc, sd in runs[1:]:
             probe.load_state_dict(average_state_dicts(chosen + [sd]))
-            val = evaluate_val(probe, trainer.task, trainer.clip.preprocess)["val_acc"]
+            val = score(probe)["val_acc"]
             if val >= best:
                 chosen.append(sd)
                 best = val
-        trainer.history.append({"step": len(runs), "greedy_ingredients": len(chosen)})
         return chosen

@@ -15,10 +15,13 @@ class StarFT(FLYP):
     name = "starft"
     paper_recipe = {"lr": 1e-5, "weight_decay": 0.1, "batch_size": 512, "epochs": 10, "warmup_steps": 500}  # ImageNet, ViT-B/16
     summary = "FLYP + lambda_e * KL(theta0 || theta) on captions with injected spurious phrases"
+    anchor_terms = ("spurious_kl",)
     hparams = {
         "lam": HParam(0.5, 0.5, 0.0, None, "initial weight of the KL; decays linearly over epochs"),
         "caption": HParam("a photo of a {}", "a photo of a {}.", None, None, "the class caption"),
     }
+
+    search = {"lam": (0.15, 0.5, 1.5)}
 
     def setup(self, classifier, task, clip):
         super().setup(classifier, task, clip)

@@ -34,6 +34,7 @@ def wise_ft(state_dict0: dict, state_dict1: dict, alpha: float) -> dict:
 class WiSEFT(FT):
     name = "wise-ft"
     summary = "FT, then weight-space interpolation with the zero-shot model"
+    posthoc = {"alpha": tuple(round(0.1 * i, 1) for i in range(11))}  # swept over each run for free
     hparams = {"alpha": HParam(0.5, 0.5, 0.0, 1.0, "mixing weight: 0 = zero-shot, 1 = fine-tuned")}
 
     def setup(self, classifier, task, clip):

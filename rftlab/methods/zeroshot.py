@@ -6,3 +6,4 @@ class ZeroShot(Method):
     name = "zeroshot"
     summary = "no training: the template-ensembled zero-shot head"
     trainable = False
+    tunes_lr = False

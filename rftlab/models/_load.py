@@ -12,13 +12,12 @@ import os
 import socket
 from pathlib import Path
 
-import torch
-
+from ..errors import BadFileError, MissingFileError
 from .factory import (DEFAULT_MODEL, DEFAULT_WEIGHTS, ClipModel, WorldTransform, create_world_model,
                       register_configs)
 
 
-class WeightsNotFoundError(FileNotFoundError):
+class WeightsNotFoundError(MissingFileError):
     """Pretrained weights are neither on disk nor downloadable from here."""
 
 
@@ -67,10 +66,14 @@ def _cached_tag_file(name: str, tag: str) -> tuple[str | None, str]:
     return (str(local) if url and local.exists() else None), f"{url} (cache: {local})"
 
 
-def _world_from_checkpoint(path: Path, device) -> ClipModel:
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    clip = create_world_model(ck.get("vocabulary"))
-    clip.model.load_state_dict(ck["state_dict"])
+def _world_from_checkpoint(path: Path, ck: dict, device) -> ClipModel:
+    try:
+        clip = create_world_model(ck.get("vocabulary"))
+        clip.model.load_state_dict(ck["state_dict"])
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise BadFileError(f"{path} does not hold {DEFAULT_MODEL} weights that fit its architecture "
+                           f"({str(err).splitlines()[0]}): was it written by another version of rftlab? "
+                           f"Pass another file, or omit `pretrained` for the shipped weights", path) from err
     clip.pretrained = str(path)
     clip.info = {"record": ck.get("record")}
     return _finish(clip, device)
@@ -84,13 +87,21 @@ def _finish(clip: ClipModel, device) -> ClipModel:
 
 
 def _rftlab_checkpoint(path: Path) -> dict | None:
-    """The payload if ``path`` is an rftlab checkpoint (weights + architecture name)."""
+    """The payload if ``path`` is an rftlab checkpoint (weights + architecture name), None for
+    other weight files. Read safely (no unpickling of code; tensors memory-mapped); a damaged
+    file raises :class:`~rftlab.errors.BadFileError`."""
+    from ..files import load_safetensors, load_torch
+    fix = "Check the path, or download the file again."
     if path.suffix == ".safetensors":
-        return None
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise ValueError(f"could not read weights file {path}: {err}") from err
+        tensors, meta = load_safetensors(path, "weights file", fix)
+        if "rftlab" not in meta:
+            return None
+        try:
+            info = json.loads(meta["rftlab"])
+        except json.JSONDecodeError as err:
+            raise BadFileError(f"weights file {path}: its rftlab metadata is damaged ({err}). {fix}", path) from err
+        return {**info, "state_dict": tensors}
+    ck = load_torch(path, "weights file", fix, mmap=True)
     return ck if isinstance(ck, dict) and "arch" in ck and "state_dict" in ck else None
 
 
@@ -108,8 +119,16 @@ def load(name: str = DEFAULT_MODEL, pretrained: str | None = None, device=None) 
                 f"{name}: expected a folder holding open_clip_config.json and the weights "
                 f"(open_clip_model.safetensors or open_clip_pytorch_model.bin); {cfg_file} is missing. "
                 f"rftlab.save_local_dir(clip, folder) writes one.")
-        extra = json.loads(cfg_file.read_text()).get("rftlab", {})
-        model, preprocess = open_clip.create_model_from_pretrained(name)
+        from ..files import read_json
+        cfg = read_json(cfg_file, "open_clip config", "Write the folder again (rftlab.save_local_dir) "
+                                                     "or fix the file.")
+        extra = cfg.get("rftlab", {}) if isinstance(cfg, dict) else {}
+        try:
+            model, preprocess = open_clip.create_model_from_pretrained(name)
+        except Exception as err:  # open_clip and safetensors raise many kinds for a bad folder
+            raise BadFileError(f"{name}: the folder's config or weights cannot be loaded "
+                               f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "
+                               f"Write the folder again (rftlab.save_local_dir).", root) from err
         if extra.get("arch") == DEFAULT_MODEL:
             world = create_world_model(extra.get("vocabulary"))
             world.model.load_state_dict(model.state_dict())
@@ -122,19 +141,19 @@ def load(name: str = DEFAULT_MODEL, pretrained: str | None = None, device=None) 
     if name == DEFAULT_MODEL:
         if pretrained in ("random", "none"):
             return _finish(create_world_model(), device)
-        path = Path(pretrained) if pretrained else DEFAULT_WEIGHTS
+        path = Path(pretrained).expanduser() if pretrained else DEFAULT_WEIGHTS
         if not path.exists():
             how = ("rebuild it with `rftlab pretrain` (see docs/pretraining.md)" if not pretrained
                    else "check the path, or omit `pretrained` for the shipped weights")
             raise WeightsNotFoundError(f"no weights file at {path}: {how}")
         ck = _rftlab_checkpoint(path)
         if ck is not None and ck["arch"] != DEFAULT_MODEL:
-            raise ValueError(f"{path} holds weights for architecture {ck['arch']!r}, not {DEFAULT_MODEL!r}: "
-                             f"load it with load_model({ck['arch']!r}, pretrained={str(path)!r})")
+            raise BadFileError(f"{path} holds weights for architecture {ck['arch']!r}, not {DEFAULT_MODEL!r}: "
+                               f"load it with load_model({ck['arch']!r}, pretrained={str(path)!r})", path)
         if ck is None:
-            raise ValueError(f"{path} is not an rftlab checkpoint (no architecture name stored); "
-                             f"save world models with rftlab.save_checkpoint")
-        return _world_from_checkpoint(path, device)
+            raise BadFileError(f"{path} is not an rftlab checkpoint (no architecture name stored); "
+                               f"save world models with rftlab.save_checkpoint", path)
+        return _world_from_checkpoint(path, ck, device)
 
     _check_name(name)
     # --- a weights file ------------------------------------------------------------------
@@ -145,19 +164,20 @@ def load(name: str = DEFAULT_MODEL, pretrained: str | None = None, device=None) 
         ck = _rftlab_checkpoint(path)
         if ck is not None:
             if ck["arch"] != name:
-                raise ValueError(
+                raise BadFileError(
                     f"{path} holds weights for architecture {ck['arch']!r}, not {name!r} "
                     f"(a QuickGELU/GELU or size mix-up gives silently wrong features): "
-                    f"load it with load_model({ck['arch']!r}, pretrained={str(path)!r})")
-            model, _, preprocess = open_clip.create_model_and_transforms(name)
-            model.load_state_dict(ck["state_dict"])
-        else:
-            try:
+                    f"load it with load_model({ck['arch']!r}, pretrained={str(path)!r})", path)
+        try:
+            if ck is not None:
+                model, _, preprocess = open_clip.create_model_and_transforms(name)
+                model.load_state_dict(ck["state_dict"])
+            else:
                 model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=str(path))
-            except RuntimeError as err:
-                raise ValueError(f"the weights in {path} do not fit architecture {name!r}; "
-                                 f"is it the right model name (e.g. '-quickgelu' for OpenAI weights)? "
-                                 f"{str(err).splitlines()[0]}") from err
+        except (RuntimeError, KeyError, StopIteration, AttributeError, TypeError) as err:
+            raise BadFileError(f"the weights in {path} do not fit architecture {name!r}; "
+                               f"is it the right model name (e.g. '-quickgelu' for OpenAI weights)? "
+                               f"{(str(err).splitlines() or [type(err).__name__])[0]}", path) from err
         return _finish(ClipModel(model, open_clip.get_tokenizer(name), preprocess, name, str(path)), device)
 
     # --- an open_clip pretrained tag -----------------------------------------------------
@@ -187,7 +207,8 @@ def save_local_dir(clip: ClipModel, folder: str | os.PathLike) -> Path:
     """Write ``folder`` in open_clip's local-dir layout (config + safetensors weights), with the
     architecture name and, for world models, the vocabulary."""
     import open_clip
-    from safetensors.torch import save_file
+
+    from ..files import save_safetensors, write_json
     register_configs()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -198,7 +219,6 @@ def save_local_dir(clip: ClipModel, folder: str | os.PathLike) -> Path:
     cfg = {"model_cfg": model_cfg, "rftlab": {"arch": clip.arch, "vocabulary": getattr(clip.tokenizer, "words", None)}}
     if isinstance(pre, WorldTransform):
         cfg["preprocess_cfg"] = {"mean": pre.mean.flatten().tolist(), "std": pre.std.flatten().tolist()}
-    (folder / "open_clip_config.json").write_text(json.dumps(cfg, indent=1))
-    state = {k: v.detach().cpu().contiguous() for k, v in clip.model.state_dict().items()}
-    save_file(state, str(folder / "open_clip_model.safetensors"))
+    write_json(folder / "open_clip_config.json", cfg)
+    save_safetensors(clip.model.state_dict(), folder / "open_clip_model.safetensors")
     return folder

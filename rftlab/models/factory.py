@@ -124,21 +124,23 @@ def create_world_model(vocabulary: list[str] | None = None) -> ClipModel:
 
 
 def save_checkpoint(clip: ClipModel, path: str | os.PathLike, **extra) -> Path:
-    """Weights plus what is needed to rebuild the model exactly (architecture, tokenizer)."""
+    """Weights plus what is needed to rebuild the model exactly (architecture, tokenizer),
+    written atomically. A ``.safetensors`` path gives a safetensors file (the rest as JSON
+    metadata, so ``extra`` must be JSON values); any other a torch file of tensors and plain
+    containers. ``load_model(clip.arch, pretrained=path)`` reads either."""
+    import json
+
     import open_clip
 
+    from ..files import save_safetensors, save_torch
     register_configs()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "arch": clip.arch,
-        "model_config": open_clip.get_model_config(clip.arch),
-        "state_dict": {k: v.detach().cpu() for k, v in clip.model.state_dict().items()},
-        "vocabulary": getattr(clip.tokenizer, "words", None),
-        **extra,
-    }
-    torch.save(payload, path)
-    return path
+    info = {"arch": clip.arch, "model_config": open_clip.get_model_config(clip.arch),
+            "vocabulary": getattr(clip.tokenizer, "words", None), **extra}
+    if path.suffix == ".safetensors":
+        return save_safetensors(clip.model.state_dict(), path, {"rftlab": json.dumps(info)})
+    return save_torch({**info, "state_dict": {k: v.detach().cpu() for k, v in clip.model.state_dict().items()}},
+                      path)
 
 
 def load_model(name: str = DEFAULT_MODEL, pretrained: str | None = None, device=None) -> ClipModel:

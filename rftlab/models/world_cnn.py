@@ -13,12 +13,18 @@ from torch import nn
 WORLD_CNN = "rftlab_world_cnn"
 
 
+GROUPS = 8  # GroupNorm groups: per-image statistics, so train and eval mode compute the same function
+
+
 def _conv(cin: int, cout: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.GroupNorm(GROUPS, cout), nn.ReLU(inplace=True)]
 
 
 class WorldCNN(nn.Module):
-    """Four stages (full, 1/2, 1/4, 1/8 resolution), 3x3 convs with BatchNorm and ReLU."""
+    """Four stages (full, 1/2, 1/4, 1/8 resolution), 3x3 convs with GroupNorm and ReLU.
+
+    No batch statistics (as the LayerNorm of the ViTs the papers fine-tune): a model in train
+    mode computes exactly what it computes in eval mode, so fine-tuning starts from theta0."""
 
     def __init__(self, widths=(24, 48, 96, 192), depths=(1, 1, 2, 1), in_chans: int = 3,
                  num_classes: int = 0, global_pool: str = "avg", **_timm_kwargs):

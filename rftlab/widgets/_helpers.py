@@ -170,7 +170,8 @@ def hparam_widget(name: str, hp, value=None) -> w.Widget:
     range in the tooltip. Out-of-range values are accepted here and reported at Run."""
     v = hp.default if value is None else value
     rng = f"[{'-inf' if hp.low is None else hp.low}, {'inf' if hp.high is None else hp.high}]"
-    tip = f"{hp.doc} | default {hp.default!r}" + (f", paper {hp.paper!r}" if hp.paper is not None else "") + f", range {rng}"
+    tip = f"{hp.doc} | default {hp.default!r}" + (f", paper {hp.paper!r}" if hp.paper is not None else "") + f", range {rng}" \
+        + (f", or {' / '.join(map(str, hp.choices))}" if getattr(hp, "choices", ()) else "")
     kw = dict(description=name, tooltip=tip, style={"description_width": "110px"},
               layout=w.Layout(width="260px"))
     if isinstance(v, bool):

@@ -1,7 +1,6 @@
 """TrainPanel: pick a task, a model and a method, train with live curves, stop, compare, save."""
 from __future__ import annotations
 
-import copy
 import threading
 import time
 from pathlib import Path
@@ -12,8 +11,9 @@ from plotly.subplots import make_subplots
 
 from ..data import Task
 from ..evaluation import evaluate
-from ..methods import METHODS, get_method
-from ..train import TrainConfig, Trainer, TrainResult
+from ..methods import METHODS, Method, get_method
+from ..recipes import recipe_of, train_settings
+from ..train import TrainConfig, Trainer, TrainResult, finetune
 from ._helpers import LiveFigure, Messages, Panel, Throttle, check_compatible, hparam_widget, html_table
 
 WORLD_TASKS = ("spurious", "shift")
@@ -33,6 +33,11 @@ class TrainPanel(Panel):
     Every button calls a public method (``run``, ``stop``, ``save``, ``set_method``...), so code
     and tests drive the panel the same way the buttons do. ``display(panel)`` (or leaving it
     last in a cell) shows it.
+
+    ``config`` None (the default): each method trains with its recipe for the chosen model
+    (``rftlab.recipes``: the world recipe on the embedded model, the paper recipe on others),
+    and choosing a method puts its recipe's values in the boxes. A given ``config`` is used as
+    it is for every method (the boxes still win).
     """
 
     def __init__(self, clip=None, task: str | Task = "spurious", method: str = "ft", tasks=(),
@@ -67,6 +72,7 @@ class TrainPanel(Panel):
         self._busy = threading.Lock()
         self._throttle = Throttle(interval)
         self.message = Messages()
+        self._user_config = config
         self._build(task.name if isinstance(task, Task) else task, method, config or TrainConfig(), device)
 
     # ------------------------------------------------------------------ layout
@@ -92,7 +98,6 @@ class TrainPanel(Panel):
                                     style=style, layout=lay, tooltip="validate every N steps (0: never)"),
             "seed": w.IntText(value=cfg.seed, description="seed", style=style, layout=lay),
         }
-        self._base_config = cfg
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         self.device_box = w.Dropdown(options=devices, value=device or devices[-1], description="device",
                                      style=style, layout=lay)
@@ -112,6 +117,8 @@ class TrainPanel(Panel):
         self.live = LiveFigure(fig)
         self.table = w.HTML(html_table([], RESULT_COLUMNS, "no runs yet: results appear here, one row per run"))
         self.set_method(method)
+        self.model_box.observe(lambda ch: self._apply_recipe(), names="value")
+        self.task_box.observe(lambda ch: self._apply_recipe(), names="value")
         left = w.VBox([self.task_box, self.model_box, self.device_box, self.method_box, self.hparam_box])
         right = w.VBox([*self.config_inputs.values(), self.save_path])
         self.widget = w.VBox([
@@ -135,10 +142,19 @@ class TrainPanel(Panel):
         cls = METHODS[name]
         self.hparam_inputs = {k: hparam_widget(k, h) for k, h in cls.hparams.items()}
         self.hparam_box.children = tuple(self.hparam_inputs.values()) or (w.HTML("<i>no hyperparameters</i>"),)
-        for k, v in getattr(cls, "world_recipe", {}).items():
-            if k in self.config_inputs:
-                self.config_inputs[k].value = v
+        self._apply_recipe()
         self.summary.value = f"<i>{name}: {cls.summary}</i>"
+
+    def _apply_recipe(self) -> None:
+        """Put the values the method's recipe sets for this model into the boxes (no given config)."""
+        if self._user_config is not None:
+            return
+        name, clip = self.method_box.value, self.models[self.model_box.value]
+        recipe = recipe_of(name, clip)
+        keys = set(recipe) | ({"steps"} if "epochs" in recipe else set())
+        settings = train_settings(name, clip, train_size=lambda: len(self.task().train))
+        for k in keys & set(self.config_inputs):
+            self.config_inputs[k].value = settings[k]
 
     def set_task(self, task: str | Task) -> None:
         if isinstance(task, Task):
@@ -167,10 +183,16 @@ class TrainPanel(Panel):
         return {k: box.value for k, box in self.hparam_inputs.items()}
 
     def config(self) -> TrainConfig:
-        """The TrainConfig the boxes describe (raises ValueError when a value is out of range)."""
+        """The TrainConfig the boxes describe, over the method's recipe for the chosen model (or
+        over the given config); raises ValueError when a value is out of range."""
         import dataclasses
-        values = {k: box.value for k, box in self.config_inputs.items()}
-        return dataclasses.replace(self._base_config, device=self.device_box.value, progress=False, **values)
+        given = self._user_config
+        base = {f.name: getattr(given, f.name) for f in dataclasses.fields(given)} if given else {}
+        values = {**base, **{k: box.value for k, box in self.config_inputs.items()},
+                  "device": self.device_box.value, "progress": False}
+        settings = train_settings(self.method_box.value, self.models[self.model_box.value], values,
+                                  lambda: len(self.task().train))
+        return TrainConfig(**settings)
 
     def task(self) -> Task:
         name = self.task_box.value
@@ -232,7 +254,9 @@ class TrainPanel(Panel):
     def save(self, path: str | Path) -> Path | None:
         """Save the last run as a checkpoint (Trainer.save_checkpoint); returns the path."""
         if self.trainer is None:
-            self.message("nothing to save yet: run a method first", "error")
+            self.message("nothing to save yet: run a method first" if self.classifier is None else
+                         "the last run is a recipe of several runs (a soup), with no single checkpoint: save its "
+                         "weights with torch.save(panel.classifier.state_dict(), PATH)", "error")
             return None
         if self.running:
             self.message("wait for the run to end (or Stop it) before saving", "error")
@@ -250,15 +274,13 @@ class TrainPanel(Panel):
         t0 = time.time()
         result = None
         try:
-            run_clip = copy.copy(clip)  # the trainer trains the model it gets: give it a copy
-            run_clip.model = copy.deepcopy(clip.model)
-            trainer = Trainer(method, run_clip, task, cfg, callbacks=[self._on_event])
-            self._current = trainer
-            result = trainer.fit()
+            self._current = None
+            result = finetune(method, clip, task, cfg, callbacks=[self._on_event])  # trains a copy of the model
             self.message(f"evaluating {method.name}...")
-            metrics = evaluate(result.classifier, task, run_clip.preprocess)
+            metrics = evaluate(result.classifier, task, clip.preprocess)
+            trainer = self._current if isinstance(method, Method) else None  # a soup's runs have no one trainer
             self.trainer, self.result, self.classifier = trainer, result, result.classifier
-            self._curves_from_history(trainer.history)  # methods that skip the step loop (LP, soups) too
+            self._curves_from_history(result.history)  # methods without a step loop (LP, soups) too
             self._redraw(force=True)
             note = ""
             if result.interrupted:
@@ -285,7 +307,9 @@ class TrainPanel(Panel):
         return result
 
     def _on_event(self, event: str, info: dict) -> None:
-        if event == "step":
+        if event == "start":
+            self._current = info["trainer"]  # the run going on (each of a soup's runs in turn)
+        elif event == "step":
             for k, v in info.items():
                 if k not in _NOT_LOSS:
                     self._add_point(k, info["step"], v)

@@ -18,6 +18,26 @@ WORLD_TEMPLATES: tuple[str, ...] = (
     "an oil painting of a {}", "an image of a {}", "there is a {}",
 )
 
+def _world_contexts() -> tuple[str, ...]:
+    """About 80 diverse contexts for CAR-FT (the world's answer to CLIP's 80 ImageNet templates,
+    "a bad photo of a {}", "a sculpture of a {}"...): every style prefix and plain prefix, every
+    background phrase, every colour, and style x background, colour x background and
+    style x colour combinations, all made of words the world's captions use."""
+    styles = [p for pool in STYLE_PREFIXES.values() for p in pool]
+    places = [p for pool in BACKGROUND_PHRASES.values() for p in pool]
+    colours = list(COLORS)
+    out = [f"{p} {{}}" for p in styles] + [f"{p} {{}}" for p in PLAIN_PREFIXES]
+    out += [f"a {{}} {b}" for b in places]
+    out += [f"a {c} {{}}" for c in colours]
+    # one combination per (style, place type) and (colour, place) so every value appears again
+    first = [pool[0] for pool in STYLE_PREFIXES.values()]
+    out += [f"{s} {{}} {BACKGROUND_PHRASES[b][1]}" for s in first for b in BACKGROUND_PHRASES]
+    out += [f"a {c} {{}} {BACKGROUND_PHRASES[b][2]}" for c, b in zip(colours, BACKGROUND_PHRASES)]
+    return tuple(re.sub(r"\ba ([aeiou])", r"an \1", t) for t in dict.fromkeys(out))
+
+
+WORLD_CONTEXTS: tuple[str, ...] = _world_contexts()
+
 # Words that captions never use but that users often type; they get an embedding
 # (untrained) instead of <unk>, which keeps probes about them meaningful to compare.
 _EXTRA_WORDS = ("object", "shape", "background", "land", "animal", "bird", "blurred",

@@ -9,10 +9,10 @@ from typing import Sequence
 import torch
 
 from ..data import Split, Task
-from .captions import WORLD_TEMPLATES
+from .captions import WORLD_CONTEXTS, WORLD_TEMPLATES
 from .factors import BACKGROUNDS, SHAPES, SPACE, STYLES
 from .render import render, to_uint8
-from .sample import STANDARD_SCALE
+from .sample import PRETRAIN_SCALE, STANDARD_SCALE
 
 _BG_NAMES = tuple(BACKGROUNDS)
 PLACES = ("land", "water")
@@ -214,7 +214,8 @@ def make_task(name: str = "custom", classes=("circle", "square"), correlation: f
             "size": size, "seed": seed, "scale": list(scale), "rotation": rotation}
     info["spurious"] = factors
     return Task(name, [SHAPES[c] for c in cls], list(WORLD_TEMPLATES), train, val, test, ood,
-                group_names=group_names, id_domain="+".join(id_styles), info=info)
+                group_names=group_names, id_domain="+".join(id_styles), info=info,
+                contexts=list(WORLD_CONTEXTS))
 
 
 FAR_SCALE = (0.18, 0.3)
@@ -275,7 +276,19 @@ def shift_task(train_style: str = "photo", n_train: int = 2000, n_val: int = 400
                      rotation=rotation, **kw)
 
 
-WORLD_TASKS = {"spurious": spurious_task, "shift": shift_task, "mystery": mystery_task}
+def broad_task(correlation: float = 0.9, n_train: int = 2000, n_val: int = 400, n_test: int = 800, seed: int = 0,
+               rotation: float = 90.0, **kw) -> Task:
+    """ImageNet-like, for StarFT's protocol (fine-tune broadly, then score zero-shot group
+    robustness on the Waterbirds-like task): every shape class, each sitting on its own place
+    (land or water) with probability ``correlation``, as ImageNet classes sit in their scenes;
+    objects near and far (0.18 to 0.62 of the half-width) and rotated by up to ``rotation``
+    degrees, information the zero-shot model under-uses (as in ``shift``)."""
+    return make_task("broad", SHAPES, correlation, ("photo",), (), n_train, n_val, n_test, seed=seed,
+                     scale=PRETRAIN_SCALE, rotation=rotation, **kw)
+
+
+WORLD_TASKS = {"spurious": spurious_task, "shift": shift_task, "broad": broad_task,
+               "mystery": mystery_task}
 
 
 @lru_cache(maxsize=8)

@@ -134,11 +134,13 @@ because fine-tuning from a pretrained model stays in one linearly connected basi
 One detail matters in practice: a state dict holds more than weights. BatchNorm layers keep an integer
 step counter (`num_batches_tracked`), and text models often keep integer position ids. A weighted average
 of integers is meaningless (and turns them into floats), so only **floating-point** tensors are
-interpolated; every other tensor is copied. The world CLIP has such counters, as the cell below shows."""),
+interpolated; every other tensor is copied. The world CLIP has none (its CNN normalises with GroupNorm, which
+keeps no statistics), as the cell below shows; an open_clip ResNet has one counter per BatchNorm layer, and the
+checker of Exercise 1 tests your function on state dicts that hold integer buffers."""),
         code('''\
 sd0, sd1 = zs.state_dict(), runs["ft"].state_dict()
 ints = [k for k, v in sd0.items() if not v.is_floating_point()]
-print(f"{len(sd0)} tensors in the state dict, {len(ints)} of them not floating point:")
+print(f"{len(sd0)} tensors in the state dict, {len(ints)} of them not floating point" + (":" if ints else ""))
 for k in ints:
     print(f"  {k}: theta0 {sd0[k].item()}, fine-tuned {sd1[k].item()} ({sd0[k].dtype})")'''),
         md("""\

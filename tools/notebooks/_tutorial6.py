@@ -152,8 +152,9 @@ Everything above is generic; only the first cell changes:
 2. `DATASET, ROOT = "domainnet", "~/data/domainnet"` (or `"waterbirds"`, `"imagenet"` with its variants,
    see `rftlab.datasets.DATASETS`).
 3. The papers' recipes are in `rftlab.get_method(name).paper_recipe` (learning rate, weight decay, batch
-   size, epochs, warm-up); build `CFG` from them, with `steps = epochs * len(task.train) // batch_size`.
-   They assume a GPU.
+   size, epochs, warm-up); `rftlab.recipe_config(name, clip, task)` turns the one for your model into a
+   TrainConfig (epochs become steps with the task's size), and `rftlab.finetune(name, clip, task)` uses it
+   when no config is given. They assume a GPU.
 
 ## Discussion questions
 

@@ -16,9 +16,12 @@ teaches the model that only the class matters; it can lose the context altogethe
 robust fine-tuning, Mao et al.) keeps it: it adds the KL divergence between the context distributions of the
 zero-shot model θ0 and the fine-tuned model θ to the loss.
 
-The **context distribution** of an image x is a softmax over K contexts (the task's prompt templates):
-p_ctx(x) = softmax(s · W_ctxᵀ φ(x)), where column k of W_ctx is θ0's text embedding of template k averaged over
-the class names, and s = 100 as in CAR-FT.
+The **context distribution** of an image x is a softmax over K contexts: p_ctx(x) = softmax(s · W_ctxᵀ φ(x)),
+where column k of W_ctx is θ0's text embedding of context k ("a sketch of a {}", "a {} on the grass", "a red {}")
+averaged over the class names. CAR-FT uses ImageNet's 80 diverse templates as contexts; the world's answer is
+`TASK.contexts`, 81 contexts made of the captions' words (styles, places, colours and their combinations). The
+scale s is the zero-shot model's own (about 21 for the world CLIP; 100 for OpenAI's, CAR-FT's value), so p_ctx is
+exactly as sharp as the model's own zero-shot predictions.
 
 On the `shift` task (train on photos; test on photos, sketches, cartoons, paintings), this notebook shows:
 
