@@ -55,6 +55,7 @@ _EXPORTS = {
     "effective_robustness": "rftlab.analysis",
     "wise_sweep": "rftlab.analysis",
     "rank_descriptions": "rftlab.analysis",
+    "discover_shortcuts": "rftlab.analysis",
     "context_shift": "rftlab.analysis",
     "calibration_report": "rftlab.analysis",
     "embedding_drift": "rftlab.analysis",

@@ -576,7 +576,8 @@ def markdown(result: dict) -> str:
     for label, t in result["tuned"].items():
         hp = ", ".join(f"{k}={v}" for k, v in t["hparams"].items()) or "-"
         lr = f"{t['lr']:.2e}" if t.get("lr") else "-"
-        lines.append(f"| {label} | {lr} | {hp} | {t.get('val', float('nan')):.4f} |")
+        val = f"{t['val']:.4f}" if t.get("val") is not None else "- (not tuned)"
+        lines.append(f"| {label} | {lr} | {hp} | {val} |")
     return "\n".join(lines) + "\n"
 
 

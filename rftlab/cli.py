@@ -47,7 +47,7 @@ def cmd_world(a) -> int:
 
 
 def _metrics_table(rows: list[tuple[str, dict]]) -> str:
-    cols = ["id_acc", "mean_ood_acc", "avg_acc", "worst_group_acc", "ece"]
+    from .metrics import TABLE_COLUMNS as cols
     lines = [f"{'':<14}" + "".join(f"{c:>16}" for c in cols)]
     for name, m in rows:
         cells = "".join(f"{m[c]:>16.4f}" if isinstance(m.get(c), float) else f"{'-':>16}" for c in cols)

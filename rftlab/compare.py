@@ -7,6 +7,7 @@ import time
 from . import train
 from .evaluation import evaluate
 from .methods import METHODS
+from .metrics import TABLE_COLUMNS
 from .recipes import recipe_config
 
 SCALARS = ("id_acc", "mean_ood_acc", "avg_acc", "worst_group_acc", "weighted_acc", "ece", "nll")
@@ -50,19 +51,18 @@ def compare(clip, task, methods=None, seeds=(0, 1, 2), log=print, **overrides) -
 
 def format_row(row: dict) -> str:
     cells = []
-    for k in ("id_acc", "mean_ood_acc", "worst_group_acc", "avg_acc", "ece"):
+    for k in TABLE_COLUMNS:
         v = row.get(k)
         cells.append(f"{v['mean']:.3f}±{v['std']:.3f}" if v else "-")
     return f"{row['method']:<13}" + "".join(f"{c:>16}" for c in cells)
 
 
 def header() -> str:
-    return f"{'method':<13}" + "".join(f"{c:>16}" for c in ("id_acc", "mean_ood_acc", "worst_group_acc", "avg_acc", "ece"))
+    return f"{'method':<13}" + "".join(f"{c:>16}" for c in TABLE_COLUMNS)
 
 
 def markdown_table(rows: list[dict]) -> str:
-    cols = ["id_acc", "mean_ood_acc", "worst_group_acc", "avg_acc", "ece"]
-    cols = [c for c in cols if any(c in r for r in rows)]
+    cols = [c for c in TABLE_COLUMNS if any(c in r for r in rows)]
     lines = ["| method | " + " | ".join(cols) + " | s/run |", "|---" * (len(cols) + 2) + "|"]
     for r in rows:
         cells = [f"{r[c]['mean']:.3f} ± {r[c]['std']:.3f}" if c in r else "-" for c in cols]

@@ -4,6 +4,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+# The metrics every table shows (CLI, rftlab.compare, docs), in this order.
+TABLE_COLUMNS = ("id_acc", "mean_ood_acc", "worst_group_acc", "avg_acc", "ece")
+
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     if len(labels) == 0:

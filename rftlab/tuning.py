@@ -34,10 +34,10 @@ from .classifier import ClipClassifier
 from .compare import _flatten
 from .evaluation import evaluate, evaluate_val
 from .methods import METHODS, Method, get_method
+from .metrics import TABLE_COLUMNS
 from .recipes import recipe_config
 
 SELECT = ("val_acc", "val_worst_group_acc")
-SHOWN = ("id_acc", "mean_ood_acc", "worst_group_acc", "avg_acc", "ece")
 
 
 def selection_metric(task, select: str | None = None) -> str:
@@ -180,6 +180,6 @@ def _config_text(c: dict) -> str:
 
 
 def format_row(row: dict) -> str:
-    cells = [f"{k} {row['test'][k]['mean']:.3f}±{row['test'][k]['std']:.3f}" for k in SHOWN if k in row["test"]]
+    cells = [f"{k} {row['test'][k]['mean']:.3f}±{row['test'][k]['std']:.3f}" for k in TABLE_COLUMNS if k in row["test"]]
     return (f"{row['method']:<13} selected {_config_text(row['selected'])} ({row['select']} "
             f"{row['selected']['score']:.4f}); test " + ", ".join(cells) + f"; {row['seconds']:.0f}s")

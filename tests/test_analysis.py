@@ -268,16 +268,18 @@ def test_mismatched_models_are_refused(zs, small_spurious, clip):
 # ---------------------------------------------------------------- context
 def test_context_kl_of_theta0_with_itself_is_zero(zs, moved, small_spurious, clip):
     s = A.context_shift(zs, zs, small_spurious, clip.tokenizer, clip.preprocess)
-    assert s.p0.shape == (len(small_spurious.test), len(small_spurious.templates))
+    assert s.p0.shape == (len(small_spurious.test), len(small_spurious.context_templates))
     assert torch.allclose(s.p0.sum(1), torch.ones(len(s.p0)), atol=1e-5)
     assert s.kl.abs().max().item() < 1e-6 and s.stopped_seeing() == []
     m = A.context_shift(zs, moved, small_spurious, clip.tokenizer, clip.preprocess)
     assert m.mean_kl > 0 and (m.kl >= -1e-6).all()
     f0 = A.image_features(zs, small_spurious.test, clip.preprocess)
     f1 = A.image_features(moved, small_spurious.test, clip.preprocess)
-    assert m.mean_kl == pytest.approx(context_kl(f1, f0, m.weights, 100.0).item(), rel=1e-4)
+    own = zs.clip.logit_scale.exp().item()                      # the default scale: theta0's own
+    assert m.mean_kl == pytest.approx(context_kl(f1, f0, m.weights, own).item(), rel=1e-4)
+    assert m.mean_kl != pytest.approx(context_kl(f1, f0, m.weights, 100.0).item(), rel=1e-2)
     rows = m.table()
-    assert [r["context"] for r in rows] == list(small_spurious.templates)
+    assert [r["context"] for r in rows] == list(small_spurious.context_templates)
     assert sum(r["top1"] for r in rows) == pytest.approx(1.0)
     assert all(r["ratio"] < 0.5 for r in m.stopped_seeing())
 

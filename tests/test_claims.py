@@ -55,7 +55,8 @@ def _fake_result(verdict="inconclusive"):
            "seeds": [0, 1, 2], "verdict": verdict, "diff": 0.01, "se": 0.01, "n": 3,
            "reason": "switching it off changes nothing", "defaults": {"verdict": "reproduces", "diff": 0.03, "se": 0.01}}
     return {"generated_by": "rftlab claims", "rule": C.RULE, "quick": False, "budget": 6, "select": "val_acc",
-            "protocols": C.PROTOCOLS, "tuned": {"m": {"lr": 1e-4, "hparams": {"lam": 1.0}, "val": 0.7}},
+            "protocols": C.PROTOCOLS, "tuned": {"m": {"lr": 1e-4, "hparams": {"lam": 1.0}, "val": 0.7},
+                                               "soup": {"lr": None, "hparams": {}, "val": None}},   # untuned
             "seconds": 60, "rows": [row]}
 
 
@@ -64,7 +65,7 @@ def test_the_report_shows_each_verdict_its_reason_and_the_defaults(tmp_path, mon
     paths = C.write_report(_fake_result(), tmp_path / "docs")
     md = (tmp_path / "docs" / "claims.md").read_text()
     assert "**inconclusive**" in md and "switching it off changes nothing" in md and "reproduces (+0.030" in md
-    assert "lam=1.0" in md and C.RULE in md
+    assert "lam=1.0" in md and C.RULE in md and "| soup | - | - | - (not tuned) |" in md
     assert json.loads((tmp_path / "docs" / "claims.json").read_text())["rows"][0]["verdict"] == "inconclusive"
     assert json.loads(C.TUNED_FILE.read_text())["tuned"]["m"]["lr"] == 1e-4 and C.TUNED_FILE in paths
     assert "Why a claim does not reproduce" not in C.markdown(_fake_result("reproduces"))

@@ -15,7 +15,7 @@ to the zero-shot model's.
 
 In this lesson you will
 
-1. build the context weights from the prompt templates and look at the zero-shot model's context
+1. build the context weights from the task's contexts and look at the zero-shot model's context
    distribution on photos, sketches, cartoons and paintings;
 2. see how fine-tuning changes that distribution, domain by domain;
 3. **exercise**: write CAR-FT's context KL, the right way round;
@@ -24,10 +24,12 @@ In this lesson you will
 Time: about 45 minutes. Runs on a laptop CPU (the full run takes a few minutes)."""),
         code(setup(40, 150)),
         md("""\
-## Contexts from templates
+## Contexts
 
-The task's templates are the contexts: "a photo of a {}", "a sketch of a {}", "a painting of a {}", ...
-For template k, average its text features over the classes and normalise:
+A context is a caption template that says something besides the class: "a sketch of a {}", "a {} on the
+grass", "a red {} by the lake"... CAR-FT uses ImageNet's 80 prompt templates; a world task carries 81
+contexts made of the captions' words (styles, places, colours and their combinations), in
+`task.context_templates`. For context k, average its text features over the classes and normalise:
 
 $$W_{\\text{ctx}}[:, k] = \\mathrm{normalize}\\Big(\\frac{1}{C}\\sum_c \\mathrm{normalize}\\big(g(\\text{template}_k(c))\\big)\\Big),$$
 
@@ -35,7 +37,8 @@ a direction that says "this kind of picture, whatever the class". An image's con
 
 $$p_{\\text{ctx}}(x;\\theta) = \\mathrm{softmax}\\big(s \\, W_{\\text{ctx}}^\\top \\varphi_\\theta(x)\\big),$$
 
-with s = 100 as in CAR-FT. `rftlab.methods.carft.context_weights` builds W_ctx from the frozen text tower."""),
+with s the zero-shot model's own logit scale (about 21 for the world CLIP; CAR-FT's paper uses 100, which is
+OpenAI CLIP's own). `rftlab.methods.carft.context_weights` builds W_ctx from the frozen text tower."""),
         code('''\
 import torch.nn.functional as F
 from rftlab.evaluation import encode_split
@@ -43,11 +46,11 @@ from rftlab.methods.carft import context_weights
 
 task = rftlab.load_task("shift", n_test=N_TEST)
 zs = rftlab.ClipClassifier.zeroshot(clip, task.classnames, task.templates)
-W_ctx = context_weights(clip.model, clip.tokenizer, task.classnames, task.templates)
-S_CTX = rftlab.get_method("car-ft").context_scale  # CAR-FT's s
-contexts = [t.replace("{}", "…") for t in task.templates]
-print(f"W_ctx: {tuple(W_ctx.shape)} (embedding dim x contexts), s = {S_CTX}")
-print("contexts:", " | ".join(contexts))
+W_ctx = context_weights(clip.model, clip.tokenizer, task.classnames, task.context_templates)
+S_CTX = clip.model.logit_scale.exp().item()        # CAR-FT's s in rftlab: the model's own scale
+contexts = [t.replace("{}", "…") for t in task.context_templates]
+print(f"W_ctx: {tuple(W_ctx.shape)} (embedding dim x contexts), s = {S_CTX:.1f}")
+print(f"{len(contexts)} contexts, e.g.:", " | ".join(contexts[::8]))
 
 splits = task.eval_splits()                                   # id (photo), sketch, cartoon, painting
 feats0 = {d: encode_split(zs, s, clip.preprocess) for d, s in splits.items()}
@@ -63,7 +66,7 @@ for d, p in mean_p0.items():
 def context_heatmap(mean_p, title):
     fig = go.Figure(go.Heatmap(z=torch.stack(list(mean_p.values())).numpy(), x=contexts, y=list(mean_p),
                                colorscale="Viridis", zmin=0))
-    fig.update_layout(title=title, height=330, xaxis_tickangle=-30)
+    fig.update_layout(title=title, height=360, xaxis_tickangle=-60, xaxis_tickfont_size=8)
     return fig
 
 context_heatmap(mean_p0, "Zero-shot: mean context distribution per test domain").show()'''),
@@ -133,7 +136,7 @@ log_p0 = F.log_softmax(logit_scale * features0 @ context_weights, dim=-1)   # th
 return (log_p0.exp() * (log_p0 - log_p)).sum(-1).mean()''', hint="about 3 lines")),
         code(check(solution, "result", "exercises.check_context_kl(my_context_kl)")),
         *solution_note(solution, """\
-Work in log-probabilities (`F.log_softmax`): with s = 100, `softmax(...).log()` underflows to −inf for
+Work in log-probabilities (`F.log_softmax`): with a large s (CAR-FT's paper uses 100), `softmax(...).log()` underflows to −inf for
 unlikely contexts. The equivalent library call is `F.kl_div(log_p, log_p0, log_target=True,
 reduction="batchmean")`, with the trained model's log-probabilities *first*. Swapping the arguments gives
 KL(p ‖ p0), the classic mistake the checker diagnoses."""),
@@ -177,10 +180,10 @@ see what is stable. The library measures the same thing with `rftlab.analysis.co
 
 1. CAR-FT's KL is computed on the *training* images only (photos). Why can it still change what happens
    on sketches?
-2. The contexts here are the task's templates. What contexts would you choose for a real dataset (ImageNet,
-   iWildCam, a medical dataset)? What if a template has nothing to do with the data?
-3. With s = 100 and cosines in [−1, 1], how peaked is p_ctx? What would a smaller s change about the
-   KL and its gradient?
+2. The contexts here are phrases made of the world's caption words. What contexts would you choose for a
+   real dataset (ImageNet, iWildCam, a medical dataset)? What if a context has nothing to do with the data?
+3. With s = 100 and cosines in [−1, 1], how peaked is p_ctx? Here s is the model's own, about 21: what
+   would CAR-FT's 100 change about the KL and its gradient?
 4. Forward vs reverse KL: give an example distribution p0 and two candidate p's where KL(p0 ‖ p) and
    KL(p ‖ p0) disagree about which p is better.
 5. CAR-FT keeps a distribution over contexts; Lipsum-FT (next lesson) keeps raw image-text energies on
