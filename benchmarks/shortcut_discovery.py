@@ -1,6 +1,6 @@
 """Shortcut discovery on planted ground truth (after Domino's evaluation: plant, then recover).
 
-    .venv/bin/python benchmarks/shortcut_discovery.py [--seeds 3] [--steps 150] [--factors background,color,style]
+    .venv/bin/python benchmarks/shortcut_discovery.py [--seeds 3] [--first-seed 0] [--steps 150] [--factors background,color,style]
                                                       [--json results.json]
 
 For each seed and each factor: the `spurious` task with that factor planted at --correlation
@@ -67,7 +67,9 @@ def _rate(recs, key) -> float | None:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (each: one task per factor and a control)")
+    p.add_argument("--seeds", type=int, default=3, help="how many seeds (each: one task per factor and a control)")
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first..first+N-1 (0-2 set the rule's score "
+                                                             "floor; the recorded run uses 3-5)")
     p.add_argument("--steps", type=int, default=150, help="FT steps")
     p.add_argument("--factors", default="background,color,style")
     p.add_argument("--correlation", type=float, default=0.95)
@@ -91,7 +93,7 @@ def main(argv=None) -> dict:
     clip = rftlab.load_model()
     cfg = rftlab.TrainConfig(steps=a.steps, batch_size=a.batch_size, eval_every=0, progress=False)
     runs = []
-    for seed in range(a.seeds):
+    for seed in range(a.first_seed, a.first_seed + a.seeds):
         for factor in factors:
             kinds = [("planted", a.correlation)] + ([] if a.no_controls else [("control", 0.5)])
             for kind, corr in kinds:

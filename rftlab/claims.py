@@ -416,6 +416,22 @@ def _judge(runner, claim: Claim, chosen: dict, seeds) -> dict:
             **verdict(m, b, claim.higher_is_better), "_m": m, "_b": b}
 
 
+def selected_off(claim: Claim, chosen: dict) -> str | None:
+    """When the selection on val already switched the credited component off (the tuned method's
+    hyperparameters equal its ablation's, e.g. WiSE-FT's alpha = 1), say so: then the method is its
+    own ablation and no run can tell what the component does; None otherwise."""
+    if claim.ablation is None:
+        return None
+    fixed = RUNS[claim.ablation].fixed
+    hp, _ = _settings(RUNS[claim.method], chosen)
+    if not fixed or any(k not in hp or float(hp[k]) != float(v) for k, v in fixed.items()):
+        return None
+    values = ", ".join(f"{k} = {v:g}" for k, v in fixed.items())
+    return (f"the selection on val ({SELECT}) chose {values}, which switches the component off "
+            f"({claim.ablation_what}): the tuned {claim.method} is its own ablation and equals it on every seed; "
+            f"the published-defaults column runs the component at its paper's value")
+
+
 def _reason(runner, claim: Claim, chosen: dict, seeds, judged: dict) -> dict:
     """Run the claim's ablation and say, from its numbers, what the credited component does."""
     if claim.ablation is None:
@@ -424,7 +440,10 @@ def _reason(runner, claim: Claim, chosen: dict, seeds, judged: dict) -> dict:
     effect = verdict(judged["_m"], a, claim.higher_is_better)
     gap = paired(a, judged["_b"], claim.higher_is_better)
     name = claim.metric
-    if effect["verdict"] == INCONCLUSIVE:
+    off = selected_off(claim, chosen)
+    if off is not None:
+        what = off
+    elif effect["verdict"] == INCONCLUSIVE:
         what = (f"switching it off ({claim.ablation_what}) changes {name} by {effect['diff']:+.3f} "
                 f"± {effect['se']:.3f}: no measurable effect here")
     elif effect["verdict"] == REPRODUCES:

@@ -99,3 +99,12 @@ def test_a_tiny_claims_run_end_to_end(monkeypatch, tmp_path):
         if row["verdict"] != C.REPRODUCES:
             assert row["reason"] and row["ablation"]["run"] in labels
     json.dumps(res)  # the whole result is JSON
+
+
+def test_a_selection_that_switches_the_component_off_is_named_as_the_reason():
+    wise = next(c for c in C.CLAIMS if c.method == "wise-ft" and c.ablation)
+    off = C.selected_off(wise, {"wise-ft": {"lr": 1e-4, "hparams": {"alpha": 1.0}}})
+    assert off is not None and "alpha = 1" in off and "its own ablation" in off
+    assert C.selected_off(wise, {"wise-ft": {"lr": 1e-4, "hparams": {"alpha": 0.5}}}) is None
+    lipsum = next(c for c in C.CLAIMS if c.method == "lipsum-ft" and c.ablation)
+    assert C.selected_off(lipsum, {"lipsum-ft": {"lr": 1e-4, "hparams": {"lam": 0.3}}}) is None

@@ -28,8 +28,12 @@ and rows are ranked by z, the strength of the evidence that the model relies on 
 Rule: a description is a *finding* when z exceeds the one-sided normal quantile at ``alpha`` /
 (descriptions x classes x group sizes), Bonferroni over every test made (with no reliance at all,
 the chance that any row passes is at most ``alpha`` under the normal approximation), and its
-score is at least ``min_score`` (0.03: the fitting images gain 3 points of probability of the
-class on average; fine-tuning leaves many tiny but detectable traces that are not shortcuts).
+score is at least ``min_score`` (0.1: the fitting images gain 10 points of probability of the
+class on average). The bootstrap sees only the resampling of images, not what varies from one
+fine-tuning to the next, and fine-tuning without any planted correlation leaves real but small
+reliances (scores up to about 0.07 on the world's controls, z up to 7, from finite-sample
+correlations and the fine-tuning's own drift), so z alone over-detects: the score floor is what
+separates a shortcut (planted factors score 0.15 to 0.38) from those traces.
 Near-synonymous descriptions (groups overlapping by at least ``merge``, Jaccard, pushing toward
 the same class) are merged into the best one's row.
 
@@ -52,7 +56,7 @@ from .spuriosity import _alignment, candidate_descriptions
 
 ALPHA = 0.05
 FRACTIONS = (1 / 6, 1 / 3, 1 / 2)
-MIN_SCORE = 0.03
+MIN_SCORE = 0.1
 
 
 @dataclass

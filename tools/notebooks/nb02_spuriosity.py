@@ -197,7 +197,8 @@ Fine-tune on it, then let `analysis.discover_shortcuts` find what the fine-tuned
   fit it than on the rest (minus what θ0 already did): a shortcut pushes toward its class in every class, while a
   cue that only makes images hard pushes toward a different class in each and cancels;
 * a **finding** passes the rule printed below: its z (score over bootstrap standard error) beats a Bonferroni
-  threshold over everything tested, and its score is at least 0.03.
+  threshold over everything tested, and its score is at least 0.1 (10 points of probability: fine-tuning
+  leaves smaller but real traces everywhere, even with nothing planted).
 
 It reads the validation images: the test images stay for scoring whatever the probe leads you to do."""),
     new_code_cell('''\
