@@ -416,6 +416,11 @@ def _judge(runner, claim: Claim, chosen: dict, seeds) -> dict:
             **verdict(m, b, claim.higher_is_better), "_m": m, "_b": b}
 
 
+def claim_key(claim: Claim) -> str:
+    """How a claim is named in the recorded reasons: "paper: claim"."""
+    return f"{claim.paper}: {claim.claim}"
+
+
 def selected_off(claim: Claim, chosen: dict) -> str | None:
     """When the selection on val already switched the credited component off (the tuned method's
     hyperparameters equal its ablation's, e.g. WiSE-FT's alpha = 1), say so: then the method is its
@@ -482,7 +487,8 @@ def run_claims(quick: bool = False, budget: int = 6, log=print, tuned: dict | No
     """Every claim of :data:`CLAIMS`, decided by :data:`RULE`. Full: tune every method with
     ``rftlab.sweep`` (``budget`` configurations each, on val), 3 seeds (5 for close calls), and the
     published defaults beside the tuned values. ``quick``: no sweep (the tuned values recorded by
-    the last full run, :data:`TUNED_FILE`), 2 seeds, no defaults, no extra seeds. ``workers``:
+    the last full run, :data:`TUNED_FILE`), 2 seeds, no defaults, no extra seeds, no ablations (a
+    negative verdict quotes the full run's measured reason). ``workers``:
     processes training side by side (default :func:`default_workers`). ``tuned`` skips the sweep
     (``tuning``: where those values came from: {"source", "seconds", "budget"}). ``settings``:
     TrainConfig fields for every run on top of the recipes (``steps=2`` makes a smoke run)."""
@@ -493,12 +499,14 @@ def run_claims(quick: bool = False, budget: int = 6, log=print, tuned: dict | No
     clip = load_model()
     seeds = (0, 1) if quick else (0, 1, 2)
     runner = _Runner(clip, log, settings, workers)
+    full_reasons = {}   # --quick: the measured reasons of the last full run, quoted
     if tuned is None and quick:
         if not TUNED_FILE.is_file():
             raise FileNotFoundError(f"{TUNED_FILE} is missing: run `rftlab claims` once without --quick")
         recorded = json.loads(TUNED_FILE.read_text())
         tuned, tuning = recorded["tuned"], {"source": f"{TUNED_FILE.name} (the last full run)",
                                             "budget": recorded.get("budget")}
+        full_reasons = recorded.get("reasons", {})
     elif tuned is None:
         t_tune = time.time()
         tuned = tune(budget, workers, log, **settings)
@@ -515,7 +523,8 @@ def run_claims(quick: bool = False, budget: int = 6, log=print, tuned: dict | No
             for i in close:
                 judged[i] = _judge(runner, CLAIMS[i], tuned, (0, 1, 2, 3, 4))
         negative = [i for i, j in enumerate(judged) if j["verdict"] != REPRODUCES and CLAIMS[i].ablation]
-        runner.prefetch([j for i in negative for j in _jobs([CLAIMS[i].ablation], tuned, judged[i]["seeds"])])
+        if not quick:   # --quick runs no ablation: it quotes the last full run's reasons
+            runner.prefetch([j for i in negative for j in _jobs([CLAIMS[i].ablation], tuned, judged[i]["seeds"])])
         if not quick:
             runner.prefetch([j for c in CLAIMS for j in _jobs(_labels(c), defaults(), seeds)])
         rows = []
@@ -527,7 +536,11 @@ def run_claims(quick: bool = False, budget: int = 6, log=print, tuned: dict | No
                    "higher_is_better": claim.higher_is_better,
                    "hparams": {lab: tuned.get(lab) for lab in (claim.method,) if lab in tuned},
                    **{k: v for k, v in judge.items() if not k.startswith("_")}}
-            if judge["verdict"] != REPRODUCES:
+            if judge["verdict"] != REPRODUCES and quick:
+                full = full_reasons.get(claim_key(claim))
+                row["reason"] = ("not measured by --quick (no ablation runs); the last full run found: " + full if full
+                                 else "not measured by --quick (no ablation runs): run `rftlab claims` for it")
+            elif judge["verdict"] != REPRODUCES:
                 row.update(_reason(runner, claim, tuned, judge["seeds"], judge))
             if not quick:
                 d = _judge(runner, claim, defaults(), seeds)
@@ -609,7 +622,8 @@ def write_report(result: dict, out_dir: str | Path) -> list[Path]:
     paths[0].write_text(json.dumps(result, indent=1))
     paths[1].write_text(markdown(result))
     if not result["quick"]:
-        TUNED_FILE.write_text(json.dumps({"budget": result["budget"], "select": result["select"],
+        reasons = {f"{r['paper']}: {r['claim']}": r["reason"] for r in result["rows"] if r.get("reason")}
+        TUNED_FILE.write_text(json.dumps({"budget": result["budget"], "select": result["select"], "reasons": reasons,
                                           "tuned": result["tuned"]}, indent=1))
         paths.append(TUNED_FILE)
     return paths

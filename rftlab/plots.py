@@ -71,16 +71,17 @@ def plot_cka(rows):
     return fig
 
 
-def plot_wise(sweep=None, points=None):
+def plot_wise(sweep=None, points=None, y: str = "mean_ood_acc"):
     """ID vs mean OOD accuracy: the WiSE-FT curve (rows of :func:`~rftlab.analysis.wise_sweep`,
     labelled by alpha) and methods placed as points (rows of
-    :func:`~rftlab.analysis.effective_robustness`), with the zero-shot-to-FT line dashed."""
+    :func:`~rftlab.analysis.effective_robustness`), with the zero-shot-to-FT line dashed. ``y``:
+    the metric on the vertical axis (``worst_group_acc`` for a task without OOD sets)."""
     if sweep is None and points is None:
         raise ValueError("give a WiSE-FT sweep, method points, or both")
-    fig = _figure("ID vs OOD accuracy", "ID accuracy", "mean OOD accuracy")
+    fig = _figure("ID vs OOD accuracy", "ID accuracy", {"mean_ood_acc": "mean OOD accuracy"}.get(y, y))
     if sweep is not None:
         sweep = _rows(sweep)
-        fig.add_scatter(x=[r["id_acc"] for r in sweep], y=[r["mean_ood_acc"] for r in sweep], mode="lines+markers+text",
+        fig.add_scatter(x=[r["id_acc"] for r in sweep], y=[r[y] for r in sweep], mode="lines+markers+text",
                         text=[f"{r['alpha']:g}" for r in sweep], textposition="top left", name="WiSE-FT (alpha)")
     if points is not None:
         points = _rows(points)
@@ -90,7 +91,7 @@ def plot_wise(sweep=None, points=None):
                             line={"dash": "dash", "color": "gray"}, name="zero-shot to FT line")
         hover = [f"{r['method']}<br>effective robustness {r['effective_robustness']:+.3f}" if "effective_robustness" in r
                  else r["method"] for r in points]
-        fig.add_scatter(x=[r["id_acc"] for r in points], y=[r["mean_ood_acc"] for r in points], mode="markers+text",
+        fig.add_scatter(x=[r["id_acc"] for r in points], y=[r[y] for r in points], mode="markers+text",
                         text=[r["method"] for r in points], textposition="bottom right", hovertext=hover,
                         marker={"size": 11, "symbol": "diamond"}, name="methods")
     return fig
@@ -303,4 +304,34 @@ def plot_summary(drift=None, reliability=None, groups=None, figsize: Sequence[fl
             ax.set(xlabel="group", ylabel="accuracy", title="Group accuracy", ylim=(0, 1.05))
             ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
+    return fig
+
+
+def history_panel(key: str) -> str:
+    """Which panel a training-history key belongs to: ``"training terms"``, ``"validation"`` (``val_*``)
+    or ``"learning rate"`` (``lr``); the run folders' figure and the TrainPanel split keys this way."""
+    return "learning rate" if key == "lr" else "validation" if key.startswith("val_") else "training terms"
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def plot_training(history: Sequence[Mapping], title: str = ""):
+    """Training terms, validation metrics and the learning rate against the step, one panel each
+    (rows of a training history: ``TrainResult.history``); non-finite values are left out."""
+    go = _go()
+    from plotly.subplots import make_subplots
+    keys = list(dict.fromkeys(k for rec in history for k in rec if k != "step"))
+    panels = [(name, [k for k in keys if history_panel(k) == name])
+              for name in ("training terms", "validation", "learning rate")]
+    panels = [p for p in panels if p[1]] or [("training terms", [])]
+    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, subplot_titles=[p[0] for p in panels])
+    for row, (_, names) in enumerate(panels, start=1):
+        for k in names:
+            pts = [(rec.get("step", i), rec[k]) for i, rec in enumerate(history) if _finite(rec.get(k))]
+            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], name=k,
+                                     mode="lines+markers" if len(pts) < 30 else "lines"), row=row, col=1)
+    fig.update_xaxes(title_text="step", row=len(panels), col=1)
+    fig.update_layout(title=title, height=260 * len(panels) + 80, template=_TEMPLATE)
     return fig

@@ -408,7 +408,8 @@ def _execute(resolved: dict, folder: Path | None, resume: bool, callbacks, progr
                                                   resume=ckpt.parent if resume else None, **resolved["hparams"])
     if writes:
         _write_json(folder / HISTORY_FILE, res.history)
-        save_figure(loss_figure(res.history, f"{resolved['method']} on {task.name}"), folder / "loss_curves")
+        from .plots import plot_training
+        save_figure(plot_training(res.history, f"{resolved['method']} on {task.name}"), folder / "loss_curves")
     record = {"task": task.name, "model": clip.arch, "pretrained": clip.pretrained, "method": resolved["method"],
               "hparams": resolved["hparams"], "steps": res.step, "selected_step": res.selected_step,
               "stopped": res.stopped, "seconds": round(res.seconds, 2)}
@@ -485,50 +486,17 @@ def wise_curve_run(folder: str | os.PathLike, alphas=DEFAULT_ALPHAS, device: str
     out = {"run": str(folder), "task": task.name, "model": clip.arch, "pretrained": clip.pretrained,
            "method": resolved["method"], "rows": rows}
     _write_json(folder / "wise_curve.json", out)
-    save_figure(wise_figure(rows, f"WiSE-FT: zero-shot to {resolved['method']} on {task.name}"), folder / "wise_curve")
+    from .plots import plot_wise
+    m0 = rows[0]["metrics"]
+    y = next(k for k in ("mean_ood_acc", "worst_group_acc", "avg_acc") if m0.get(k) is not None)
+    fig = plot_wise([{"alpha": r["alpha"], **r["metrics"]} for r in rows], y=y)
+    fig.update_layout(title=f"WiSE-FT: zero-shot to {resolved['method']} on {task.name}", width=640, height=480)
+    save_figure(fig, folder / "wise_curve")
     log(f"wrote {folder / 'wise_curve.json'} and wise_curve.html")
     return out
 
 
 # ---------------------------------------------------------------------- figures
-def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def loss_figure(history: list[dict], title: str = ""):
-    """Training terms, validation metrics and the learning rate against the step."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-    keys = list(dict.fromkeys(k for rec in history for k in rec if k != "step"))
-    panels = [("training terms", [k for k in keys if not k.startswith("val_") and k != "lr"]),
-              ("validation", [k for k in keys if k.startswith("val_")]),
-              ("learning rate", [k for k in keys if k == "lr"])]
-    panels = [p for p in panels if p[1]] or [("training terms", [])]
-    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, subplot_titles=[p[0] for p in panels])
-    for row, (_, names) in enumerate(panels, start=1):
-        for k in names:
-            pts = [(rec.get("step", i), rec[k]) for i, rec in enumerate(history) if _finite(rec.get(k))]
-            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], name=k,
-                                     mode="lines+markers" if len(pts) < 30 else "lines"), row=row, col=1)
-    fig.update_xaxes(title_text="step", row=len(panels), col=1)
-    fig.update_layout(title=title, height=260 * len(panels) + 80, template="plotly_white")
-    return fig
-
-
-def wise_figure(rows: list[dict], title: str = ""):
-    """ID accuracy against OOD accuracy (mean over OOD sets, else worst-group) along alpha."""
-    import plotly.graph_objects as go
-    m0 = rows[0]["metrics"]
-    ykey = "mean_ood_acc" if m0.get("mean_ood_acc") is not None else \
-        "worst_group_acc" if m0.get("worst_group_acc") is not None else "avg_acc"
-    fig = go.Figure(go.Scatter(x=[r["metrics"]["id_acc"] for r in rows], y=[r["metrics"][ykey] for r in rows],
-                               mode="lines+markers+text", text=[f"α={r['alpha']:g}" for r in rows],
-                               textposition="top center", name="WiSE-FT"))
-    fig.update_layout(title=title, xaxis_title="id_acc", yaxis_title=ykey, template="plotly_white",
-                      width=640, height=480)
-    return fig
-
-
 def save_figure(fig, stem: Path) -> list[Path]:
     """``stem``.html (plotly.min.js written beside it, so it opens offline) and ``stem``.png
     when kaleido is installed."""

@@ -99,6 +99,17 @@ def test_a_tiny_claims_run_end_to_end(monkeypatch, tmp_path):
         if row["verdict"] != C.REPRODUCES:
             assert row["reason"] and row["ablation"]["run"] in labels
     json.dumps(res)  # the whole result is JSON
+    # --quick: the recorded selections, 2 seeds, no ablation runs; a negative verdict quotes the full run's reason
+    monkeypatch.setattr(C, "TUNED_FILE", tmp_path / "tuned.json")
+    C.write_report(res, tmp_path / "docs")
+    full = {C.claim_key(c): r.get("reason") for c, r in zip(claims, res["rows"])}
+    quick = C.run_claims(quick=True, log=lambda m: None, workers=1, steps=1, batch_size=16)
+    assert quick["tuned"] == res["tuned"] and quick["budget"] is None
+    for claim, row in zip(claims, quick["rows"]):
+        assert len(row["seeds"]) == 2 and "ablation" not in row and "defaults" not in row
+        if row["verdict"] != C.REPRODUCES:
+            assert row["reason"].startswith("not measured by --quick")
+            assert full[C.claim_key(claim)] is None or full[C.claim_key(claim)] in row["reason"]
 
 
 def test_a_selection_that_switches_the_component_off_is_named_as_the_reason():

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from rftlab.cache import FeatureCache
-from rftlab.runs import (finetune_run, loss_figure, parse_assignment, read_config_file, resolve_config,
+from rftlab.plots import plot_training
+from rftlab.runs import (finetune_run, parse_assignment, read_config_file, resolve_config,
                          resume_run, valid_keys, wise_curve_run)
 
 TINY = {"task": "spurious", "task_args": {"n_train": 64, "n_val": 32, "n_test": 32},
@@ -164,7 +165,7 @@ def test_lp_run_shares_features_through_the_cache(tmp_path):
 def test_loss_figure_has_one_panel_per_kind():
     hist = [{"step": 1, "lr": 0.1, "loss": 1.0, "ce": 1.0}, {"step": 1, "val_acc": 0.5},
             {"step": 2, "lr": 0.05, "loss": float("nan"), "ce": 0.5}]
-    fig = loss_figure(hist, "t")
+    fig = plot_training(hist, "t")
     names = [t.name for t in fig.data]
     assert names == ["loss", "ce", "val_acc", "lr"]
     assert list(fig.data[0].x) == [1]                                    # non-finite values are dropped

@@ -12,6 +12,7 @@ from plotly.subplots import make_subplots
 from ..data import Task
 from ..evaluation import evaluate
 from ..methods import METHODS, Method, get_method
+from ..plots import history_panel
 from ..recipes import recipe_of, train_settings
 from ..train import TrainConfig, Trainer, TrainResult, finetune
 from ._helpers import LiveFigure, Messages, Panel, Throttle, check_compatible, hparam_widget, html_table
@@ -358,7 +359,7 @@ class TrainPanel(Panel):
             names = {t.name for t in fig.data}
             for key in self.curves:
                 if key not in names:
-                    col = 2 if key.startswith("val_") else 1
+                    col = 2 if history_panel(key) == "validation" else 1
                     fig.add_scatter(x=[], y=[], name=key, mode="lines" if col == 1 else "lines+markers",
                                     row=1, col=col)
             with self.live.batch():

@@ -84,40 +84,45 @@ happens here: the question is *where* they move.
 
 ## 2. Do the features move the useful way?
 
-Split each image's movement f_θ(x) − f_θ0(x) into the part along its own class's direction (the zero-shot head
-column of its true class, a text embedding) and the rest. A positive component means the image moved toward
-its class; zero or negative means the movement does not help (or hurts) classification. We also read the moved
-features with the *unchanged zero-shot head*: if the features alone got better, that head scores higher."""),
+Read each set's features three ways: θ0's features with the zero-shot head (the zero-shot model), θ's features
+with θ's own head (the fine-tuned model), and θ's features with the *unchanged zero-shot head*. If fine-tuning
+had simply moved the images toward their class's text direction, the zero-shot head would read the new features
+better. We also split each image's movement f_θ(x) − f_θ0(x) into the part along its own class's direction (the
+zero-shot head column of its true class) and the rest."""),
     new_code_cell('''\
 splits = TASK.eval_splits()
 feats0 = {name: rftlab.encode_split(zs, s, clip.preprocess) for name, s in splits.items()}
 feats_ft = {name: rftlab.encode_split(ft, s, clip.preprocess) for name, s in splits.items()}
 class_dirs = torch.nn.functional.normalize(zs.head.detach().float().cpu(), dim=0)  # (D, C) class text directions
+acc = lambda model, f, s: (model.logits_from_features(f).argmax(1).cpu() == s.labels).float().mean().item()
 movement = []
 for name, s in splits.items():
     move = feats_ft[name] - feats0[name]
     toward = (move * class_dirs[:, s.labels].t()).sum(1)   # component along each image's own class direction
-    acc = lambda f: ((f @ class_dirs).argmax(1) == s.labels).float().mean().item()
     movement.append({"split": name, "moved": move.norm(dim=1).mean().item(), "toward_class": toward.mean().item(),
-                     "zs_head_before": acc(feats0[name]), "zs_head_after": acc(feats_ft[name])})
-fig = go.Figure([go.Bar(name="distance moved ‖f_θ − f_θ0‖", x=[r["split"] for r in movement], y=[r["moved"] for r in movement]),
-                 go.Bar(name="component toward the own class", x=[r["split"] for r in movement],
-                        y=[r["toward_class"] for r in movement])])
-fig.update_layout(barmode="group", height=350, template="plotly_white", yaxis_title="mean over images",
-                  title="How far the embedding moved, and how much of it toward the image's class")
+                     "zero-shot": acc(zs, feats0[name], s), "FT": acc(ft, feats_ft[name], s),
+                     "θ features, zero-shot head": acc(zs, feats_ft[name], s)})
+readings = ("zero-shot", "FT", "θ features, zero-shot head")
+fig = go.Figure([go.Bar(name=k, x=[r["split"] for r in movement], y=[r[k] for r in movement]) for k in readings])
+fig.update_layout(barmode="group", height=350, template="plotly_white", yaxis_title="accuracy", yaxis_range=[0, 1],
+                  title="Each test set read three ways")
 fig.show()
-print(f"{'split':<10}{'moved':>8}{'toward class':>14}{'zero-shot head on θ0 features':>31}{'on θ features':>15}")
+print(f"{'split':<10}{'moved':>7}{'toward class':>14}" + "".join(f"{k:>29}" for k in readings))
 for r in movement:
-    print(f"{r['split']:<10}{r['moved']:>8.3f}{r['toward_class']:>+14.3f}{r['zs_head_before']:>31.3f}{r['zs_head_after']:>15.3f}")
+    print(f"{r['split']:<10}{r['moved']:>7.3f}{r['toward_class']:>+14.3f}" + "".join(f"{r[k]:>29.3f}" for k in readings))
 id_row, ood_rows = movement[0], movement[1:]
-assert id_row["toward_class"] > 0                                          # ID features move toward their class
-assert all(r["toward_class"] < id_row["toward_class"] for r in ood_rows)   # OOD features lag behind'''),
+mean = lambda rows, k: sum(r[k] for r in rows) / len(rows)
+assert id_row["FT"] > id_row["zero-shot"]                                         # the fine-tuned pair gains ID ...
+assert mean(ood_rows, "FT") < mean(ood_rows, "zero-shot")                         # ... and loses OOD
+assert mean(ood_rows, "θ features, zero-shot head") < mean(ood_rows, "zero-shot")  # the old head reads the new OOD features worse'''),
     new_markdown_cell("""\
-This is the feature-distortion picture, made visible. Photos (the ID set) move toward their class: the
-zero-shot head, untouched, scores higher on their new features. The other styles move about as far, but the
-component toward their class lags behind the ID one, and the printout shows whether it is even positive in
-this run: their movement is mostly *sideways*, so the head that was fitted to the ID features meets OOD
-features that did not follow. This is what LP-FT and the robust methods below try to prevent.
+This is the feature-distortion picture, made visible. Every set moves, OOD styles as far as photos, and the
+movement even has a component toward each image's own class direction. Yet the zero-shot head reads the new
+features *worse* than the old ones, on the OOD styles in particular: the movement toward the own class is
+outweighed by movement toward the other classes' directions. Only the fine-tuned head, which moved together with
+the features, makes use of them, and it was fitted on photos: on the ID set the pair gains, on the OOD styles
+it loses what the zero-shot model had. Features and head co-adapt on the training distribution; that is the
+mechanism LP-FT and the robust methods below try to prevent.
 
 ## 3. Lipsum-FT's energy gap
 
@@ -161,14 +166,21 @@ for r in sweep:
     print(f"alpha {r['alpha']:.2f}: ID {r['id_acc']:.3f}  mean OOD {r['mean_ood_acc']:.3f}")
 for r in live:
     print(f"{r['method']:<10} ID {r['id_acc']:.3f}  OOD {r['mean_ood_acc']:.3f}  effective robustness {r['effective_robustness']:+.3f}")
+er = {r["method"]: r["effective_robustness"] for r in live}
 assert sweep[0]["id_acc"] == metrics["zero-shot"]["id_acc"]           # alpha 0 is the zero-shot model
-assert wise_half["mean_ood_acc"] > metrics["FT"]["mean_ood_acc"]     # mixing recovers OOD accuracy ...
-assert metrics["zero-shot"]["id_acc"] < wise_half["id_acc"] < metrics["FT"]["id_acc"]  # ... and keeps part of the ID gain
-assert abs(wise_half["mean_ood_acc"] - metrics["zero-shot"]["mean_ood_acc"]) < 0.03  # about zero-shot's OOD accuracy
-assert all(r["effective_robustness"] > 0 for r in live if r["method"] in ("wise-ft", "lipsum-ft"))  # above the line'''),
+assert sweep[-1]["id_acc"] == metrics["FT"]["id_acc"]                 # alpha 1 is the fine-tuned one
+assert wise_half["mean_ood_acc"] > metrics["FT"]["mean_ood_acc"]     # mixing recovers OOD accuracy
+assert er["lipsum-ft"] > er["wise-ft"]                                # Lipsum-FT sits higher above (or less below) the line'''),
     new_markdown_cell("""\
-The curve bends above the straight line: halfway weights (α = 0.5) keep about the OOD accuracy of θ0 and part
-of the ID gain of θ. Lipsum-FT, trained once, also lands above the line.
+Mixing the weights gives back OOD accuracy that FT lost (α = 0.5 is far above FT on OOD), but on the world CLIP
+the curve does not bend *above* the straight line as in the WiSE-FT paper: it sags below it, and the ID accuracy
+of the mixed models stays near zero-shot's until α is close to 1 (the recorded 3-seed curve in
+`docs/phenomena.md`: ID 0.598 at α = 0, 0.604 at 0.5, 0.643 at 0.8, 0.708 at 1). Halfway weights are not a
+better model here, they are mostly the zero-shot one: the fine-tuned weights of this small CNN do not sit in a
+basin where every point between θ0 and θ is good, which is the condition WiSE-FT's gains rest on (the paper
+shows that fine-tuned CLIP ViTs meet it). The claims run says the same from the other side: tuned on ID
+validation accuracy, WiSE-FT chooses α = 1 (`docs/claims.md`). Lipsum-FT, trained once, lands higher against
+the line: it kept OOD accuracy at an ID accuracy that mixing only reaches with less OOD.
 
 ### Every method on the same plane
 
