@@ -49,9 +49,9 @@ def load_probed(run: str | os.PathLike | None = None, model: str | None = None, 
       ``base_pretrained`` (same architecture), by default the shipped weights for the world model
       and none for other architectures (the probed model then judges itself).
     """
-    import torch
 
     from .classifier import ClipClassifier
+    from .files import load_torch
     from .models.factory import DEFAULT_MODEL, load_model
     from .runs import MODEL_FILE, open_task
     if run is not None:
@@ -60,7 +60,8 @@ def load_probed(run: str | os.PathLike | None = None, model: str | None = None, 
                              "--base-pretrained, --task, --root, --task-arg and --method")
         from .runs import load_run_classifiers, read_run_config
         clip, task_obj, zs, ft = load_run_classifiers(run, device="cpu")
-        saved = torch.load(Path(run) / MODEL_FILE, map_location="cpu", weights_only=False)
+        saved = load_torch(Path(run) / MODEL_FILE, "run model",
+                           f"run the fine-tuning again into a new folder (rftlab finetune --out DIR), then probe it")
         ft.load_state_dict(saved["classifier"])   # the run's final model (after WiSE-FT mixing, if any)
         resolved = read_run_config(run)
         about = {"probed": {"run": str(run), "method": resolved["method"], "model": clip.arch,

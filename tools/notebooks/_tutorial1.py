@@ -21,7 +21,7 @@ In this lesson you will
    model, and trace its curve.
 
 Time: about 45 minutes. Everything runs on a laptop CPU (the full run takes a few minutes)."""),
-        code(setup(40, 150)),
+        code(setup(60, 150)),
         md("""\
 ## The task: photos in, three other styles out
 

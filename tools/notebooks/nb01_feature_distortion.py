@@ -116,13 +116,14 @@ assert id_row["FT"] > id_row["zero-shot"]                                       
 assert mean(ood_rows, "FT") < mean(ood_rows, "zero-shot")                         # ... and loses OOD
 assert mean(ood_rows, "θ features, zero-shot head") < mean(ood_rows, "zero-shot")  # the old head reads the new OOD features worse'''),
     new_markdown_cell("""\
-This is the feature-distortion picture, made visible. Every set moves, OOD styles as far as photos, and the
+This is the feature-distortion picture, made visible. Every set moves, OOD styles further than photos, and the
 movement even has a component toward each image's own class direction. Yet the zero-shot head reads the new
-features *worse* than the old ones, on the OOD styles in particular: the movement toward the own class is
+features *worse* than the old ones, on sketches and paintings most: the movement toward the own class is
 outweighed by movement toward the other classes' directions. Only the fine-tuned head, which moved together with
-the features, makes use of them, and it was fitted on photos: on the ID set the pair gains, on the OOD styles
-it loses what the zero-shot model had. Features and head co-adapt on the training distribution; that is the
-mechanism LP-FT and the robust methods below try to prevent.
+the features, makes use of them, and it was fitted on photos: on the ID set the pair gains, and on average over
+the OOD styles it loses what the zero-shot model had (per style the printout tells: one style can gain while the
+others lose). Features and head co-adapt on the training distribution; that is the mechanism LP-FT and the
+robust methods below try to prevent.
 
 ## 3. Lipsum-FT's energy gap
 

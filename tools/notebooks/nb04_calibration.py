@@ -62,11 +62,14 @@ for name in ("FT", "CaRot"):
         height=420, title=f"Reliability diagram: {name}, ID vs OOD (pooled)").show()
 for k, r in rel.items():
     print(f"{k:<14} ECE {r['ece']:.3f}  ({r['n']} images)")
-assert rel["FT OOD"]["ece"] > rel["FT ID"]["ece"]        # FT is calibrated where it was tuned, not beyond
+gain = {d: rel[f"zero-shot {d}"]["ece"] - rel[f"FT {d}"]["ece"] for d in ("ID", "OOD")}
+print(f"FT lowered ECE by {gain['ID']:.3f} on ID and by {gain['OOD']:.3f} on OOD")
+assert gain["ID"] > gain["OOD"]   # fine-tuning calibrates most where it was tuned
 assert rel["CaRot OOD"]["ece"] < rel["FT OOD"]["ece"]    # CaRot is better calibrated out of distribution'''),
     new_markdown_cell("""\
-FT's ID curve follows the diagonal more closely than its OOD curve: fine-tuning calibrated it on photos only.
-CaRot's pooled OOD ECE is lower than FT's in this run (the printout has both).
+The zero-shot world CLIP is badly calibrated (its ECE is printed first). Fine-tuning on photos calibrates it,
+but most where it was tuned: FT's ECE falls further on ID than on the OOD styles (the printout gives both
+gains). CaRot's pooled OOD ECE is lower than FT's in this run.
 
 ## 2. Confidence, ID vs OOD
 
@@ -170,14 +173,19 @@ if recorded:
     for row in sorted(table, key=lambda r: r["mean_ood_ece"]):
         print(f"recorded  {row['method']:<13} ID ECE {row['id_ece']:.3f}  OOD error {row['mean_ood_error']:.3f}  OOD ECE {row['mean_ood_ece']:.3f}")
     assert {r["method"] for r in table} == set(rftlab.METHODS)
-    well_calibrated_id = [r["mean_ood_ece"] for r in table if r["id_ece"] < 0.06]
-    assert max(well_calibrated_id) - min(well_calibrated_id) > 0.2  # similar ID ECE, very different OOD ECE
+    best_id, best_ood = min(table, key=lambda r: r["id_ece"]), min(table, key=lambda r: r["mean_ood_ece"])
+    print(f"lowest ID ECE: {best_id['method']} (OOD ECE {best_id['mean_ood_ece']:.3f}); "
+          f"lowest OOD ECE: {best_ood['method']} (ID ECE {best_ood['id_ece']:.3f})")
+    assert best_id["method"] != best_ood["method"]                       # calibrated ID is not calibrated OOD ...
+    assert best_id["mean_ood_ece"] > 2 * best_ood["mean_ood_ece"]        # ... far from it
 else:
     print("no recorded comparison for this task: run `rftlab compare --task ... --json ...` to make one")'''),
     new_markdown_cell("""\
-A low ID ECE does not promise a low OOD error or a low OOD ECE: the methods with an ID ECE below 0.06 spread
-widely along both OOD axes (compare LP and FT in the printout). The table is sorted by OOD ECE; `docs/methods.md` discusses which of the papers'
-calibration claims the world reproduces.
+A low ID ECE does not promise a low OOD error or a low OOD ECE: the method best calibrated in distribution is
+among the worst out of distribution (the printout names both; LP and LP-FT fit their head to convergence on
+the photos), while the methods that train both towers contrastively (FLYP, CaRot, StarFT) are the best
+calibrated OOD at an ordinary ID ECE. The table is sorted by OOD ECE; `docs/claims.md` tests the papers'
+calibration claims under their protocol (CaRot's lowest OOD ECE reproduces, its lowest ID ECE does not).
 
 **Where next:** `05_method_zoo` compares every method on both world tasks."""),
 ]

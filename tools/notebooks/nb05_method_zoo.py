@@ -119,12 +119,14 @@ for m in sorted(er, key=er.get, reverse=True):
           f"effective robustness {er[m]:+.3f}")
 assert mean("shift", "wise-ft", "mean_ood_acc") > mean("shift", "ft", "mean_ood_acc")      # WiSE-FT recovers OOD
 assert mean("shift", "lipsum-ft", "mean_ood_acc") > mean("shift", "ft", "mean_ood_acc")    # so does Lipsum-FT
-assert er["lp-ft"] < 0 < min(er["wise-ft"], er["lipsum-ft"])'''),
+assert er["lipsum-ft"] > max(0, er["wise-ft"])                                          # Lipsum-FT above the line'''),
     new_markdown_cell("""\
-The printout ranks the methods by effective robustness. The methods that keep the fine-tuned model close to
-the zero-shot one (weight interpolation, Lipsum-FT's energy penalty) sit above the line; methods that fit the
-ID photos hardest (LP-FT here: a probe fitted to convergence, then fine-tuning) sit below it.
-`docs/methods.md` checks each paper's claim against these runs.
+The printout ranks the methods by effective robustness. Lipsum-FT and the contrastive methods (FLYP, CaRot,
+StarFT) sit above the line at ID accuracies between zero-shot's and FT's; WiSE-FT at α = 0.5 sits just below
+it: on the world CLIP the interpolated weights give back zero-shot's OOD accuracy but hardly any of FT's ID gain
+(`01_feature_distortion` shows the whole curve). LP and LP-FT reach ID accuracies beyond FT's, where the line is
+*extrapolated* past its FT end: their large positive values compare them with a trade-off nobody measured, so
+read them with care. `docs/claims.md` tests each paper's claim under its own protocol.
 
 ## `spurious`: worst group against average
 
@@ -144,17 +146,21 @@ rows = []
 for m in sp:
     accs = {g: sp[m][f"group_acc/{g}"]["mean"] for g in groups}
     rows += [{"model": m, "group": g, "acc": a, "worst": a == min(accs.values())} for g, a in accs.items()]
-plots.plot_group_accuracy(rows).update_layout(height=420, yaxis_range=[0.6, 1.02],
+plots.plot_group_accuracy(rows).update_layout(height=420, yaxis_range=[0.3, 1.02],
                                               title="spurious: accuracy per group, every method (recorded)").show()
 for m in sorted(sp, key=lambda m: -mean("spurious", m, "worst_group_acc")):
     print(f"{m:<13} worst group {mean('spurious', m, 'worst_group_acc'):.3f} ± {sp[m]['worst_group_acc']['std']:.3f}"
           f"   average {mean('spurious', m, 'avg_acc'):.3f}")
 assert mean("spurious", "ft", "worst_group_acc") < mean("spurious", "zeroshot", "worst_group_acc")  # FT loses the worst group
 ranked = sorted(sp, key=lambda m: -mean("spurious", m, "worst_group_acc"))
-assert ranked[0] == "zeroshot" and set(ranked[1:3]) == {"lipsum-ft", "wise-ft"}  # the two that also kept OOD accuracy'''),
+zs_wg = mean("spurious", "zeroshot", "worst_group_acc")
+assert abs(mean("spurious", "lipsum-ft", "worst_group_acc") - zs_wg) < 0.02                # Lipsum-FT keeps it ...
+assert all(mean("spurious", m, "worst_group_acc") < zs_wg - 0.1 for m in sp if m not in ("zeroshot", "lipsum-ft"))  # ... no other method does'''),
     new_markdown_cell("""\
-Every fine-tuning method gives up some worst-group accuracy against zero-shot; the printout ranks them. The
-two methods that also kept OOD accuracy on `shift`, WiSE-FT and Lipsum-FT, keep the most of it here too.
+Every fine-tuning method but one gives up at least 10 points of worst-group accuracy against zero-shot; the
+printout ranks them. Lipsum-FT keeps zero-shot's worst group, and its average accuracy too: with the world
+recipe its energy penalty holds the model close to θ0 on this task. CAR-FT, L2-SP, WiSE-FT and LP-FT keep part
+of it; FT and the uniform soup of FT runs lose the most.
 Hide methods by clicking their legend entries to compare a few at a time.
 
 ## Calibration: ID ECE against OOD error and OOD ECE (`shift`)"""),
