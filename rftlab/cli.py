@@ -259,6 +259,13 @@ def cmd_claims(a) -> int:
     return 0
 
 
+def _add_task_flags(s, required: bool, names: str) -> None:
+    """--task (world task ``names``, or a real dataset with --root), --root and --task-arg."""
+    s.add_argument("--task", required=required, default=None, help=f"{names}, or a real dataset name (with --root)")
+    s.add_argument("--root", default=None, help="the folder a real dataset is read from")
+    s.add_argument("--task-arg", action="append", metavar="NAME=VALUE", help="a task loader argument (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rftlab", description="Robust fine-tuning of CLIP, hands on.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -281,9 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_world)
 
     s = sub.add_parser("zeroshot", help="zero-shot evaluation of a model on a task")
-    s.add_argument("--task", required=True, help="spurious, shift, or a real dataset name (with --root)")
-    s.add_argument("--root", default=None, help="the folder a real dataset is read from")
-    s.add_argument("--task-arg", action="append", metavar="NAME=VALUE", help="a task loader argument (repeatable)")
+    _add_task_flags(s, required=True, names="spurious, shift")
     s.add_argument("--model", default="rftlab-world", help="rftlab-world, an open_clip name, or local-dir:DIR")
     s.add_argument("--pretrained", default=None, help="an open_clip tag or a weights file")
     s.add_argument("--cache", nargs="?", const=True, default=None, metavar="DIR",
@@ -298,9 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=None, help="the run folder (config, checkpoints, metrics, history, figures)")
     s.add_argument("--resume", default=None, metavar="RUN", help="continue the run in this folder")
     s.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
-    s.add_argument("--task", default=None, help="spurious, shift, or a real dataset name (with --root)")
-    s.add_argument("--root", default=None, help="the folder a real dataset is read from")
-    s.add_argument("--task-arg", action="append", metavar="NAME=VALUE", help="a task loader argument (repeatable)")
+    _add_task_flags(s, required=False, names="spurious, shift")
     s.add_argument("--method", default=None, help="a registered method (ft, wise-ft, lipsum-ft, ...); default ft")
     s.add_argument("--hp", action="append", metavar="NAME=VALUE", help="a method hyperparameter (repeatable)")
     s.add_argument("--alpha", type=float, default=None, help="WiSE-FT mixing weight (same as --hp alpha=...)")
@@ -334,9 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="A grid over lr and each method's key hyperparameters (Method.search), "
                                    "selected on val only, the selection retrained over seeds and scored on "
                                    "test. See docs/methods.md, Tuning.")
-    s.add_argument("--task", required=True, help="spurious, shift, or a real dataset name (with --root)")
-    s.add_argument("--root", default=None, help="the folder a real dataset is read from")
-    s.add_argument("--task-arg", action="append", metavar="NAME=VALUE", help="a task loader argument (repeatable)")
+    _add_task_flags(s, required=True, names="spurious, shift")
     s.add_argument("--methods", default="all", help="all, or a comma-separated list")
     s.add_argument("--budget", type=int, default=6, help="configurations per method (a multiple of 3)")
     s.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 for the selected configuration")
@@ -383,9 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--base-pretrained", default=None,
                    help="the reference checkpoint (theta0) whose towers judge the images; default: the shipped "
                         "weights for rftlab-world, none for other models (the probed model judges itself)")
-    s.add_argument("--task", default=None, help="spurious, shift, mystery, or a real dataset name (with --root)")
-    s.add_argument("--root", default=None, help="the folder a real dataset is read from")
-    s.add_argument("--task-arg", action="append", metavar="NAME=VALUE", help="a task loader argument (repeatable)")
+    _add_task_flags(s, required=False, names="spurious, shift, mystery")
     s.add_argument("--method", default=None, help="fine-tune with this method first (ft, lp-ft, ...), then probe")
     s.add_argument("--hp", action="append", metavar="NAME=VALUE", help="a method hyperparameter (with --method)")
     s.add_argument("--alpha", type=float, default=None, help="WiSE-FT mixing weight (with --method wise-ft)")
