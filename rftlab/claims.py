@@ -416,9 +416,10 @@ def _judge(runner, claim: Claim, chosen: dict, seeds) -> dict:
             **verdict(m, b, claim.higher_is_better), "_m": m, "_b": b}
 
 
-def claim_key(claim: Claim) -> str:
-    """How a claim is named in the recorded reasons: "paper: claim"."""
-    return f"{claim.paper}: {claim.claim}"
+def claim_key(claim) -> str:
+    """How a claim (a :class:`Claim` or a report row) is named in the recorded reasons: "paper: claim"."""
+    paper, text = (claim["paper"], claim["claim"]) if isinstance(claim, dict) else (claim.paper, claim.claim)
+    return f"{paper}: {text}"
 
 
 def selected_off(claim: Claim, chosen: dict) -> str | None:
@@ -622,7 +623,7 @@ def write_report(result: dict, out_dir: str | Path) -> list[Path]:
     paths[0].write_text(json.dumps(result, indent=1))
     paths[1].write_text(markdown(result))
     if not result["quick"]:
-        reasons = {f"{r['paper']}: {r['claim']}": r["reason"] for r in result["rows"] if r.get("reason")}
+        reasons = {claim_key(r): r["reason"] for r in result["rows"] if r.get("reason")}
         TUNED_FILE.write_text(json.dumps({"budget": result["budget"], "select": result["select"], "reasons": reasons,
                                           "tuned": result["tuned"]}, indent=1))
         paths.append(TUNED_FILE)
