@@ -39,7 +39,8 @@ def main(argv=None) -> None:
     import open_clip
 
     import rftlab
-    from rftlab.cache import FeatureCache, image_tower, weights_fingerprint
+    from rftlab.cache import FeatureCache, weights_fingerprint
+    from rftlab.encode import image_tower
     from rftlab.models.factory import quiet_random_init
     clip = rftlab.load_model(a.model, a.pretrained)
     task = rftlab.load_task(a.task)

@@ -56,7 +56,9 @@ def _state_mb(method) -> float:
 def extra_work(name, trainer, images, labels) -> float:
     """Seconds of the work ``name`` cannot avoid beyond FT, on this batch."""
     from rftlab.losses import l2sp
-    from rftlab.methods._common import encode_image, encode_text, random_texts, step_generator
+    from rftlab.encode import encode_image, encode_text
+    from rftlab.methods._common import step_generator
+    from rftlab.methods.lipsum import random_texts
     m, clf = trainer.method, trainer.classifier
     if name == "l2-sp":
         def f():
@@ -107,7 +109,7 @@ def extra_work(name, trainer, images, labels) -> float:
 
 def lp_cache_ratio(clip, task, iters: int = 100) -> tuple[float, float]:
     import rftlab
-    from rftlab.evaluation import encode_split
+    from rftlab.encode import encode_split
     from rftlab.methods.lp import fit_linear_probe
     clf = rftlab.ClipClassifier.zeroshot(clip, task.classnames, task.templates)
     t = time.perf_counter()

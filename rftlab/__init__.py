@@ -67,7 +67,7 @@ _EXPORTS = {
     "CalibrationView": "rftlab.widgets.calibration",
     # evaluation
     "evaluate": "rftlab.evaluation",
-    "encode_split": "rftlab.evaluation",
+    "encode_split": "rftlab.encode",
 }
 
 __all__ = sorted(_EXPORTS) + ["world", "losses", "metrics", "datasets", "analysis", "plots", "phrases", "exercises"]
@@ -78,7 +78,7 @@ def __getattr__(name: str):
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value
         return value
-    if name in ("world", "losses", "metrics", "methods", "data", "models", "datasets", "cache", "runs", "analysis", "plots", "phrases", "distributed", "exercises"):
+    if name in ("world", "losses", "metrics", "methods", "data", "models", "datasets", "cache", "encode", "runs", "analysis", "plots", "phrases", "distributed", "exercises"):
         return importlib.import_module(f"rftlab.{name}")
     raise AttributeError(f"module 'rftlab' has no attribute {name!r}")
 

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .data import Split, Task
+from .encode import encode_split, image_tower
 
 ENV_VAR = "RFTLAB_CACHE_DIR"
 DEFAULT_DIR = "~/.cache/rftlab/features"
@@ -45,20 +45,6 @@ def default_cache_dir() -> Path:
 # ---------------------------------------------------------------------- fingerprints
 def _tensor_bytes(t: torch.Tensor) -> memoryview:
     return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data
-
-
-def image_tower(model) -> nn.Module:
-    """The module whose weights decide image features: ``clip.visual`` of a ClipClassifier, a
-    :class:`~rftlab.models.ClipModel` or an open_clip model; any other module as a whole."""
-    inner = getattr(model, "clip", None)          # ClipClassifier
-    if inner is None:
-        inner = getattr(model, "model", None)     # ClipModel
-    for m in (inner, model):
-        if isinstance(getattr(m, "visual", None), nn.Module):
-            return m.visual
-    if isinstance(model, nn.Module):
-        return model
-    raise TypeError(f"expected a ClipClassifier, a ClipModel or an open_clip model; got {type(model).__name__}")
 
 
 def weights_fingerprint(module: nn.Module) -> str:
@@ -88,30 +74,6 @@ def split_fingerprint(split: Split) -> str:
         h.update(f"paths|{getattr(load, '__module__', '')}.{getattr(load, '__qualname__', repr(load))}|".encode())
         h.update("\n".join(str(p) for p in split.images).encode())
     return h.hexdigest()
-
-
-# ---------------------------------------------------------------------- encoding
-class _ImageEncoder(nn.Module):
-    """Gives an open_clip model the ``features`` of a ClipClassifier, for ``encode_split``."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.clip = model
-        self.train(model.training)
-
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.clip.encode_image(images), dim=-1)
-
-
-def _encoder(model):
-    if hasattr(model, "features"):
-        return model
-    if isinstance(getattr(model, "model", None), nn.Module):   # ClipModel
-        return _ImageEncoder(model.model)
-    if hasattr(model, "encode_image"):
-        return _ImageEncoder(model)
-    raise TypeError(f"cannot encode images with a {type(model).__name__}: pass a ClipClassifier, "
-                    f"a ClipModel or an open_clip model")
 
 
 class FeatureCache:
@@ -162,16 +124,15 @@ class FeatureCache:
 
     def features(self, model, split: Split, transform: Callable, batch_size: int = 256,
                  device=None) -> torch.Tensor:
-        """Features of ``split`` (N, D) on the CPU: read from disk, or encoded and stored.
-        ``model`` is a ClipClassifier, a ClipModel or an open_clip model."""
-        from .evaluation import encode_split
+        """Features of ``split`` (N, D) on the CPU: read from disk, or encoded and stored
+        (:func:`rftlab.encode.encode_split`). ``model``: anything :func:`rftlab.encode.clip_of` takes."""
         path = self.path(self.key(model, split, transform))
         feats = self._read(path, len(split))
         if feats is not None:
             self.hits += 1
             return feats
         self.misses += 1
-        feats = encode_split(_encoder(model), split, transform, batch_size, device)
+        feats = encode_split(model, split, transform, batch_size, device)
         self._write(path, {"features": feats, "split": split.name, "n": len(split),
                            "transform": repr(transform), "tower": type(image_tower(model)).__name__})
         return feats
@@ -206,8 +167,7 @@ def as_cache(cache) -> FeatureCache | None:
 
 def cached_encode_split(classifier, split: Split, transform: Callable, batch_size: int = 256,
                         device=None, cache=None) -> torch.Tensor:
-    """:func:`rftlab.evaluation.encode_split` through a feature cache (``cache=None``: no cache)."""
-    from .evaluation import encode_split
+    """:func:`rftlab.encode.encode_split` through a feature cache (``cache=None``: no cache)."""
     store = as_cache(cache)
     if store is None:
         return encode_split(classifier, split, transform, batch_size, device)

@@ -4,9 +4,9 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .encode import EXPECTED, clip_of, embed_dim, encode_image
 from .zeroshot import zeroshot_head
 
 
@@ -37,7 +37,7 @@ class ClipClassifier(nn.Module):
         return self.head.shape[1]
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.clip.encode_image(images), dim=-1)
+        return encode_image(self.clip, images)
 
     def logits_from_features(self, features: torch.Tensor) -> torch.Tensor:
         return self.scale * features @ self.head
@@ -52,3 +52,25 @@ class ClipClassifier(nn.Module):
         for p in ref.parameters():
             p.requires_grad_(False)
         return ref
+
+
+def as_classifier(obj, what: str = "the model", features_only: bool = False) -> ClipClassifier:
+    """The :class:`ClipClassifier` ``obj`` is or holds: a ClipClassifier as is, the classifier of a
+    TrainResult or a TrainPanel (its last run; a panel that has not run raises "run it first").
+
+    ``features_only=True`` is for callers that read only image features: a ClipModel or a bare
+    open_clip model is then accepted too, wrapped with a dummy one-column head. Without it they
+    raise, since their head would mean nothing. ``what`` names ``obj`` in the errors."""
+    if not isinstance(obj, nn.Module) and hasattr(obj, "classifier"):   # TrainResult, TrainPanel
+        if obj.classifier is None:
+            raise ValueError(f"{what}: the {type(obj).__name__} has no trained model yet; run it first")
+        obj = obj.classifier
+    if isinstance(obj, ClipClassifier):
+        return obj
+    if not features_only:
+        raise TypeError(f"{what} must be a ClipClassifier (or a TrainResult / TrainPanel); got {type(obj).__name__}")
+    try:
+        clip = clip_of(obj)
+    except TypeError:
+        raise TypeError(f"{what}: expected {EXPECTED}; got {type(obj).__name__}") from None
+    return ClipClassifier(clip, torch.zeros(embed_dim(clip), 1, device=next(clip.parameters()).device))

@@ -6,25 +6,13 @@ from typing import Callable
 import torch
 
 from .cache import as_cache, cached_encode_split
+from .classifier import ClipClassifier
 from .data import Split, Task
+from .encode import clip_of
 from .metrics import ece
+from .zeroshot import zeroshot_head
 
 STARFT_TEMPLATE = "This is a picture of a {}."  # the single template of StarFT's zero-shot evaluation
-
-
-@torch.no_grad()
-def encode_split(classifier, split: Split, transform: Callable, batch_size: int = 256,
-                 device=None) -> torch.Tensor:
-    """Normalised image features of a whole split, (N, D), on the CPU. Images read from disk
-    are loaded by worker processes (:func:`rftlab.data.default_workers`)."""
-    device = device or next(classifier.parameters()).device
-    was = classifier.training
-    classifier.eval()
-    device = torch.device(device)
-    out = [classifier.features(x.to(device, non_blocking=True)).float().cpu()
-           for x, _, _ in split.batches(batch_size, transform, workers=None, pin_memory=device.type == "cuda")]
-    classifier.train(was)
-    return torch.cat(out)
 
 
 @torch.no_grad()
@@ -69,9 +57,7 @@ def evaluate_transfer(classifier, task: Task, tokenizer: Callable, transform: Ca
     tower, fine-tuned or not) and its own scale, then :func:`evaluate`. StarFT's protocol for
     zero-shot group robustness after fine-tuning (fine-tune on a broad task, score the
     Waterbirds-like task with "This is a picture of a {}.")."""
-    from .classifier import ClipClassifier
-    from .zeroshot import zeroshot_head
-    clip_model = classifier.clip if hasattr(classifier, "clip") else classifier
+    clip_model = clip_of(classifier)
     head = zeroshot_head(clip_model, tokenizer, task.classnames, list(templates))
     fresh = ClipClassifier(clip_model, head)
     return evaluate(fresh, task, transform, batch_size=batch_size, cache=cache)

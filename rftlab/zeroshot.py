@@ -6,25 +6,17 @@ from typing import Callable, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-
-@torch.no_grad()
-def text_embeddings(model, tokenizer: Callable, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
-    """L2-normalised text features (len(texts), D)."""
-    device = next(model.parameters()).device
-    out = []
-    for i in range(0, len(texts), batch_size):
-        tokens = tokenizer(list(texts[i:i + batch_size])).to(device)
-        out.append(F.normalize(model.encode_text(tokens).float(), dim=-1))
-    return torch.cat(out)
+from .encode import text_features
 
 
 def prompt_head(model, tokenizer: Callable, prompts: Mapping[str, Sequence[str]] | Sequence[Sequence[str]]) -> torch.Tensor:
-    """Head of shape (D, C): column c is the normalised mean of class c's normalised prompt features."""
+    """Head of shape (D, C): column c is the normalised mean of class c's normalised prompt features
+    (:func:`rftlab.encode.text_features` of ``model``, a CLIP or anything holding one)."""
     groups = list(prompts.values()) if isinstance(prompts, Mapping) else list(prompts)
     if not groups or any(len(g) == 0 for g in groups):
         raise ValueError("every class needs at least one prompt")
     flat = [p for g in groups for p in g]
-    emb = text_embeddings(model, tokenizer, flat)
+    emb = text_features(model, tokenizer, flat)
     cols, i = [], 0
     for g in groups:
         cols.append(F.normalize(emb[i:i + len(g)].mean(0), dim=-1))

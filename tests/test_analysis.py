@@ -172,7 +172,7 @@ def test_description_shift_and_ranking_follow_a_known_pull(zs, small_spurious, c
     tok, T = clip.tokenizer, clip.preprocess
     f0 = A.image_features(zs, small_spurious.test, T)
     pulled_text = "in the snow"
-    t = rftlab.zeroshot.text_embeddings(zs.clip, tok, [pulled_text])[0]
+    t = rftlab.encode.text_features(zs, tok, [pulled_text])[0]
     f1 = torch.nn.functional.normalize(f0 + 0.5 * t, dim=-1)  # features pulled towards one description
     cands = ["in the snow", "on the grass", "a sketch of a {}", "red {}"]
     rows = A.rank_descriptions(zs, zs, small_spurious, tok, candidates=cands, features0=f0, features=f1)
@@ -183,7 +183,7 @@ def test_description_shift_and_ranking_follow_a_known_pull(zs, small_spurious, c
     same = A.description_shift(zs, zs, small_spurious, ["on the water"], tok, T)
     assert all(abs(r["change"]) < 1e-6 for r in same)
     water = (small_spurious.test.meta["place"] == 1).float().view(-1, 1)
-    tw = rftlab.zeroshot.text_embeddings(zs.clip, tok, ["on the water"])[0]
+    tw = rftlab.encode.text_features(zs, tok, ["on the water"])[0]
     f2 = torch.nn.functional.normalize(f0 + 0.5 * water * tw, dim=-1)  # only water images pulled to "water"
     by_gap = A.rank_descriptions(zs, zs, small_spurious, tok, candidates=["on the water", "in the snow", "red {}"],
                                  features0=f0, features=f2, by="place")

@@ -672,7 +672,7 @@ def test_analyses_refuse_bad_arguments(clip, small_spurious):
         (lambda: analysis.wise_sweep(zs, zs, small_spurious, clip.preprocess, alphas=[0, 1.5]), ValueError,
          "alphas must be numbers in [0, 1]"),
         (lambda: analysis.calibration_report("model", small_spurious, clip.preprocess), TypeError,
-         "expected a ClipClassifier, a ClipModel or an open_clip model; got str"),
+         "expected a ClipClassifier, a ClipModel, an open_clip model, or a TrainResult / TrainPanel; got str"),
         (lambda: analysis.apply_temperature(torch.zeros(2, 2), -1), ValueError, "temperature must be positive"),
     ]
     for call, kind, words in cases:

@@ -8,7 +8,8 @@ from rftlab.cache import (FeatureCache, cached_encode_split, default_cache_dir, 
                           transform_fingerprint)
 from rftlab.classifier import ClipClassifier
 from rftlab.data import Split
-from rftlab.evaluation import encode_split, evaluate
+from rftlab.encode import encode_split
+from rftlab.evaluation import evaluate
 from rftlab.models.factory import WorldTransform
 
 

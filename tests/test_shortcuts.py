@@ -7,7 +7,7 @@ import torch
 
 import rftlab
 from rftlab.analysis import discover_shortcuts, world_concept
-from rftlab.analysis._common import text_features
+from rftlab.encode import text_features
 from rftlab.analysis.shortcuts import default_candidates, names_factor
 
 PLACE_WORDS = (["on the water", "in the ocean", "on a lake"], ["on the grass", "in the desert", "in the forest"])

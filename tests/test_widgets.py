@@ -211,7 +211,7 @@ def test_spuriosity_probe(clip, small_spurious, trained):
 def test_spuriosity_probe_finds_the_shortcut_and_probes_a_chosen_row(clip, small_spurious):
     """A classifier with a place shortcut built in: Find the shortcut lists it first and probes it;
     choosing another row probes that one."""
-    from rftlab.analysis._common import text_features
+    from rftlab.encode import text_features
     zs = rftlab.ClipClassifier.zeroshot(clip, small_spurious.classnames, small_spurious.templates)
     shortcut = zs.frozen_copy()
     water = text_features(clip.model, clip.tokenizer, ["on the water", "in the ocean"]).mean(0)

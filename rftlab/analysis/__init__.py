@@ -7,7 +7,7 @@ fine-tuned one; a :class:`~rftlab.ClipModel` works where only features are neede
 and accepts precomputed features instead (``features=`` / ``features0=``). Tables come back as
 lists of dict rows, ready for ``pandas.DataFrame`` or :mod:`rftlab.plots`.
 """
-from ._common import concat_splits, image_features, resolve_split, subsample
+from .inputs import concat_splits, image_features, resolve_split, subsample
 from .calibration import (apply_temperature, calibration_report, calibration_vs_ood, confidence_histogram,
                           covariance_sigma_min, covariance_spectrum, fit_temperature, reliability,
                           with_temperature)

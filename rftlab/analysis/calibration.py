@@ -16,7 +16,8 @@ import torch.nn.functional as F
 
 from ..data import Task
 from ..metrics import ece
-from ._common import check_classes, first_value, image_features, resolve_split, warn
+from ._common import check_classes, first_value, warn
+from .inputs import image_features, resolve_split
 
 
 def _check(logits: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:

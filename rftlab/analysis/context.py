@@ -17,7 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from ..data import Split, Task
-from ._common import check_pair, check_tokenizer, clip_of, group_key, image_features, resolve_split
+from ..encode import check_tokenizer, clip_of
+from ._common import check_pair, group_key
+from .inputs import image_features, resolve_split
 
 
 def _weights(model, tokenizer, task: Task | None, templates, classnames, weights) -> tuple[torch.Tensor, list]:

@@ -14,9 +14,12 @@ from typing import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..cache import as_cache, cached_encode_split
+from ..classifier import as_classifier
 from ..data import Split, Task
-from ._common import (as_classifier, check_classes, check_pair, clip_of, first_value, image_features,
-                      logit_scale, resolve_split)
+from ..encode import clip_of, encode_text, image_tower
+from ._common import check_classes, check_pair, first_value, logit_scale
+from .inputs import image_features, resolve_split
 
 ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
 _CONTAINERS = ("trunk.stages", "trunk.blocks", "trunk.layers", "transformer.resblocks", "stages", "blocks", "layers")
@@ -71,7 +74,7 @@ def layer_features(model, data: Task | Split, transform=None, *, split: str = "t
     if transform is None:
         raise ValueError("layer features need the image transform: pass transform=clip.preprocess")
     s, _ = resolve_split(data, split)
-    clf = as_classifier(model)
+    clf = as_classifier(model, features_only=True)
     clip = clf.clip
     visual = clip.visual
     source = layer_source(clip, layers)
@@ -199,7 +202,7 @@ def energy_gap(theta0, theta, data: Task | Split, tokenizer, transform=None, *, 
     Returns the mean over images (a float), or with ``reduce=False`` the per-image gaps (N,).
     """
     from ..losses import lipsum_regularizer
-    from ..methods._common import encode_text, random_texts
+    from ..methods.lipsum import random_texts
 
     check_pair(theta0, theta)
     s, _ = resolve_split(data, split)
@@ -235,7 +238,6 @@ def wise_sweep(classifier0, classifier1, task, transform, alphas=ALPHAS, progres
     :class:`~rftlab.cache.FeatureCache` or a folder) when one is given."""
     from tqdm.auto import tqdm
 
-    from ..cache import as_cache, cached_encode_split, image_tower
     from ..evaluation import evaluate
     from ..methods import wise_ft
     alphas = [float(a) for a in alphas]

@@ -12,7 +12,8 @@ from typing import Sequence
 import torch
 
 from ..data import Split, Task
-from ._common import check_pair, image_features, resolve_split, value_names, warn
+from ._common import check_pair, value_names, warn
+from .inputs import image_features, resolve_split
 
 
 def _import_umap():

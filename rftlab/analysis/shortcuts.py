@@ -51,7 +51,9 @@ from typing import Callable, Sequence
 import torch
 
 from ..data import Split, Task
-from ._common import check_classes, check_texts, image_features, resolve_split
+from ..encode import check_tokenizer, clip_of
+from ._common import check_classes, check_texts, logit_scale
+from .inputs import image_features, resolve_split
 from .spuriosity import _alignment, candidate_descriptions
 
 ALPHA = 0.05
@@ -185,7 +187,6 @@ def _reference_logits(reference, task: Task, tokenizer, features0: torch.Tensor)
     if isinstance(reference, ClipClassifier) and reference.num_classes == task.num_classes:
         ref = reference
     else:
-        from ._common import check_tokenizer, clip_of, logit_scale
         clip = clip_of(reference)
         check_tokenizer(clip, tokenizer)
         ref = ClipClassifier(clip, zeroshot_head(clip, tokenizer, task.classnames, task.templates).cpu(),

@@ -13,8 +13,9 @@ from typing import Callable, Mapping, Sequence
 import torch
 
 from ..data import Split, Task
-from ._common import (check_classes, check_pair, check_texts, group_key, image_features, known_texts,
-                      resolve_split, text_features, value_names)
+from ..encode import check_tokenizer, clip_of, text_features
+from ._common import check_classes, check_pair, check_texts, group_key, known_texts, logit_scale, value_names
+from .inputs import image_features, resolve_split
 
 
 def _need_groups(task: Task | None, split: Split) -> None:
@@ -77,9 +78,7 @@ def zeroshot_group_accuracy(model, task: Task, tokenizer, transform=None, *, tem
     fine-tuned image tower can gain or lose."""
     from ..classifier import ClipClassifier
     from ..zeroshot import zeroshot_head
-    from ._common import clip_of, logit_scale
     clip = clip_of(model)
-    from ._common import check_tokenizer
     check_tokenizer(clip, tokenizer)
     head = zeroshot_head(clip, tokenizer, task.classnames, templates or task.templates)
     zs = ClipClassifier(clip, head.cpu(), logit_scale(clip))
@@ -95,7 +94,7 @@ def _alignment(model, split: Split, task: Task | None, descriptions: Sequence[st
     out = torch.empty(len(split), len(descriptions))
     plain = [k for k, d in enumerate(descriptions) if "{}" not in d]
     if plain:
-        out[:, plain] = features @ text_features(model, tokenizer, [descriptions[k] for k in plain]).t()
+        out[:, plain] = features @ text_features(model, tokenizer, [descriptions[k] for k in plain]).cpu().t()
     templated = [k for k, d in enumerate(descriptions) if "{}" in d]
     if templated:
         if task is None:
@@ -103,7 +102,7 @@ def _alignment(model, split: Split, task: Task | None, descriptions: Sequence[st
                              "class name: pass the Task (it has the class names), not a bare Split")
         names = task.classnames
         texts = [fill(descriptions[k], c) for k in templated for c in names]
-        t = text_features(model, tokenizer, texts).view(len(templated), len(names), -1)  # K', C, D
+        t = text_features(model, tokenizer, texts).cpu().view(len(templated), len(names), -1)  # K', C, D
         per_class = torch.einsum("nd,kcd->nkc", features, t)                            # N, K', C
         out[:, templated] = per_class.gather(2, split.labels.view(-1, 1, 1).expand(-1, len(templated), 1)).squeeze(2)
     return out

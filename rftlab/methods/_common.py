@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ..zeroshot import fill
 
@@ -56,28 +55,3 @@ class CaptionBank:
         if self.tokens.device != labels.device:
             self.tokens = self.tokens.to(labels.device)  # once: the bank then lives beside the labels
         return self.tokens[labels, t.to(labels.device, non_blocking=True)]
-
-
-def random_texts(tokenizer, m: int, length: int, g: torch.Generator) -> torch.Tensor:
-    """Lipsum-FT's random texts: <start>, ``length`` uniform non-special token ids, <end>, padding."""
-    if hasattr(tokenizer, "random_texts"):
-        return tokenizer.random_texts(m, length, g)
-    sot, eot = tokenizer.sot_token_id, tokenizer.eot_token_id
-    ctx = getattr(tokenizer, "context_length", 77)
-    if length > ctx - 2:
-        raise ValueError(f"random text length {length} does not fit context length {ctx}")
-    low = 0
-    out = torch.zeros(m, ctx, dtype=torch.long)
-    out[:, 0] = sot
-    out[:, 1:length + 1] = torch.randint(low, min(sot, eot), (m, length), generator=g)
-    out[:, length + 1] = eot
-    return out
-
-
-def encode_text(model, tokens: torch.Tensor) -> torch.Tensor:
-    device = next(model.parameters()).device
-    return F.normalize(model.encode_text(tokens.to(device, non_blocking=True)), dim=-1)
-
-
-def encode_image(model, images: torch.Tensor) -> torch.Tensor:
-    return F.normalize(model.encode_image(images), dim=-1)

@@ -5,8 +5,9 @@ import copy
 
 import torch
 
+from ..encode import encode_image, encode_text
 from ..losses import cross_frobenius, orthogonality, self_distillation
-from ._common import encode_image, encode_text, text_projection, visual_projection
+from ._common import text_projection, visual_projection
 from .base import HParam
 from .flyp import FLYP
 

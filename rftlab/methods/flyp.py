@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import torch
 
+from ..encode import encode_image, encode_text
 from ..losses import clip_loss
 from ..zeroshot import zeroshot_head
-from ._common import CaptionBank, encode_image, encode_text, step_generator
+from ._common import CaptionBank, step_generator
 from .base import Method
 
 

@@ -4,9 +4,26 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..encode import encode_text
 from ..losses import lipsum_regularizer
-from ._common import encode_text, random_texts, step_generator
+from ._common import step_generator
 from .base import HParam, Method
+
+
+def random_texts(tokenizer, m: int, length: int, g: torch.Generator) -> torch.Tensor:
+    """Lipsum-FT's random texts: <start>, ``length`` uniform non-special token ids, <end>, padding."""
+    if hasattr(tokenizer, "random_texts"):
+        return tokenizer.random_texts(m, length, g)
+    sot, eot = tokenizer.sot_token_id, tokenizer.eot_token_id
+    ctx = getattr(tokenizer, "context_length", 77)
+    if length > ctx - 2:
+        raise ValueError(f"random text length {length} does not fit context length {ctx}")
+    low = 0
+    out = torch.zeros(m, ctx, dtype=torch.long)
+    out[:, 0] = sot
+    out[:, 1:length + 1] = torch.randint(low, min(sot, eot), (m, length), generator=g)
+    out[:, length + 1] = eot
+    return out
 
 
 class LipsumFT(Method):

@@ -5,8 +5,9 @@ import math
 
 import torch
 
+from ..encode import encode_image, encode_text
 from ..losses import clip_loss, spurious_alignment_kl
-from ._common import CaptionBank, encode_image, encode_text, step_generator
+from ._common import CaptionBank, step_generator
 from .base import HParam
 from .flyp import FLYP
 

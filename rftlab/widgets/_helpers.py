@@ -14,6 +14,8 @@ import ipywidgets as w
 import plotly.graph_objects as go
 import torch
 
+from ..classifier import ClipClassifier, as_classifier
+
 _fallback_warned = False
 FALLBACK_MESSAGE = ("plotly's FigureWidget needs the 'anywidget' package, which is missing: rftlab's panels "
                     "show static figures that are redrawn on each update (pip install anywidget for live ones)")
@@ -183,22 +185,10 @@ def hparam_widget(name: str, hp, value=None) -> w.Widget:
     return w.Text(value="" if v is None else str(v), **kw)
 
 
-def as_classifier(model, what: str = "the fine-tuned model"):
-    """A ClipClassifier from a ClipClassifier, a TrainResult or a TrainPanel (its last run)."""
-    from ..classifier import ClipClassifier
-    inner = getattr(model, "classifier", model)
-    if inner is None:
-        raise ValueError(f"{what}: the TrainPanel has no trained model yet; run it first")
-    if not isinstance(inner, ClipClassifier):
-        raise TypeError(f"{what} must be a ClipClassifier (or a TrainResult / TrainPanel); got {type(model).__name__}")
-    return inner
-
-
 def model_pair(clip, finetuned, task, zeroshot=None):
     """(theta0, theta) for a task: ``zeroshot`` defaults to ``clip``'s zero-shot classifier for
     the task's classes; both are checked against the task and put on theta's device."""
-    from ..classifier import ClipClassifier
-    theta = as_classifier(finetuned)
+    theta = as_classifier(finetuned, "the fine-tuned model")
     device = theta.head.device
     if zeroshot is None:
         theta0 = ClipClassifier.zeroshot(clip, task.classnames, task.templates)
