@@ -10,12 +10,12 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     # models
-    "load_model": "rftlab.models.factory",
+    "load_model": "rftlab.models.loading",
     "ClipModel": "rftlab.models.factory",
     "save_checkpoint": "rftlab.models.factory",
     "create_world_model": "rftlab.models.factory",
-    "save_local_dir": "rftlab.models._load",
-    "WeightsNotFoundError": "rftlab.models._load",
+    "save_local_dir": "rftlab.models.loading",
+    "WeightsNotFoundError": "rftlab.errors",
     # data and tasks
     "Task": "rftlab.data",
     "Split": "rftlab.data",
@@ -32,8 +32,8 @@ _EXPORTS = {
     "zeroshot_head": "rftlab.zeroshot",
     "ClipClassifier": "rftlab.classifier",
     "Trainer": "rftlab.train",
-    "TrainConfig": "rftlab.train",
-    "TrainResult": "rftlab.train",
+    "TrainConfig": "rftlab.recipes",
+    "TrainResult": "rftlab.methods",
     "finetune": "rftlab.train",
     "recipe_config": "rftlab.recipes",
     "sweep": "rftlab.tuning",

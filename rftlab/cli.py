@@ -69,7 +69,7 @@ def _assignments(items) -> dict:
 def cmd_zeroshot(a) -> int:
     from .classifier import ClipClassifier
     from .evaluation import evaluate
-    from .models.factory import load_model
+    from .models.loading import load_model
     from .runs import open_task
     clip = load_model(a.model, a.pretrained)
     task = open_task(a.task, a.root, _assignments(a.task_arg))
@@ -148,7 +148,7 @@ def cmd_wise_curve(a) -> int:
 
 
 def cmd_phenomena(a) -> int:
-    from .models.factory import load_model
+    from .models.loading import load_model
     from .phenomena import measure
     clip = load_model(a.model, a.pretrained)
     result = measure(clip, seeds=tuple(range(a.seeds)), log=lambda m: print(m, flush=True))
@@ -163,7 +163,7 @@ def cmd_phenomena(a) -> int:
 def cmd_compare(a) -> int:
     from .compare import compare, header, markdown_table
     from .methods import METHODS
-    from .models.factory import load_model
+    from .models.loading import load_model
     from .world.tasks import load_task
     clip = load_model(a.model, a.pretrained)
     task = load_task(a.task)
@@ -220,7 +220,7 @@ def _add_train_flags(s) -> None:
 
 def cmd_sweep(a) -> int:
     from .methods import METHODS
-    from .models.factory import load_model
+    from .models.loading import load_model
     from .runs import open_task
     from .tuning import sweep
     clip = load_model(a.model, a.pretrained)

@@ -36,6 +36,15 @@ class MissingFileError(RftlabError, FileNotFoundError):
         return self.args[0]
 
 
+class WeightsNotFoundError(MissingFileError):
+    """Pretrained weights are neither on disk nor downloadable from here."""
+
+
+class DatasetLayoutError(RftlabError, ValueError):
+    """A dataset root that is missing or not laid out as its loader expects; the message
+    draws the expected layout."""
+
+
 class ImageReadError(BadFileError):
     """An image of a dataset that cannot be read (truncated, not an image, gone)."""
 

@@ -13,7 +13,8 @@ import statistics
 from .analysis.distortion import ALPHAS, wise_sweep
 from .classifier import ClipClassifier
 from .evaluation import evaluate
-from .train import TrainConfig, finetune
+from .recipes import TrainConfig
+from .train import finetune
 from .world.tasks import load_task
 
 

@@ -52,7 +52,8 @@ def load_probed(run: str | os.PathLike | None = None, model: str | None = None, 
 
     from .classifier import ClipClassifier
     from .files import load_torch
-    from .models.factory import DEFAULT_MODEL, load_model
+    from .models.factory import DEFAULT_MODEL
+    from .models.loading import load_model
     from .runs import MODEL_FILE, open_task
     if run is not None:
         if any(v is not None for v in (model, pretrained, base_pretrained, task, root, finetune)) or task_args:

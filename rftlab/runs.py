@@ -12,7 +12,7 @@ A run folder holds::
     loss_curves.html     the history as a plotly figure (plus .png when kaleido is installed)
     wise_curve.json/.html  after ``wise_curve_run``
 
-A config is a flat mapping: the keys of :data:`RUN_KEYS` and the :class:`~rftlab.train.TrainConfig`
+A config is a flat mapping: the keys of :data:`RUN_KEYS` and the :class:`~rftlab.recipes.TrainConfig`
 fields in :func:`train_keys`. Computation and plotting are kept apart: ``*_figure`` only draw.
 """
 from __future__ import annotations
@@ -49,7 +49,7 @@ DEFAULT_ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
 # ---------------------------------------------------------------------- configuration
 def train_keys() -> dict[str, dataclasses.Field]:
     """TrainConfig fields a run config may set (all but checkpoint_dir and progress)."""
-    from .train import TrainConfig
+    from .recipes import TrainConfig
     return {f.name: f for f in dataclasses.fields(TrainConfig) if f.name not in _NOT_CONFIG}
 
 
@@ -146,7 +146,7 @@ def resolve_config(config: dict) -> dict:
     from .methods import METHODS, get_method
     from .models.factory import DEFAULT_MODEL
     from .recipes import train_settings
-    from .train import TrainConfig
+    from .recipes import TrainConfig
     if not isinstance(config, dict):
         raise ValueError(f"a run config is a mapping, not a {type(config).__name__}")
     unknown = sorted(set(config) - set(valid_keys()))
@@ -198,7 +198,7 @@ def resolve_config(config: dict) -> dict:
 
 
 def train_config(resolved: dict, checkpoint_dir: str | None = None, progress: bool = True):
-    from .train import TrainConfig
+    from .recipes import TrainConfig
     return TrainConfig(**{k: resolved[k] for k in train_keys()}, checkpoint_dir=checkpoint_dir, progress=progress,
                        feature_cache=resolved.get("cache"))
 
@@ -252,7 +252,7 @@ def open_task(name: str, root: str | None = None, task_args: dict | None = None)
 def load_parts(resolved: dict):
     """(ClipModel, Task) of a resolved config. The run's seed is set first, so a randomly
     initialised model (no pretrained weights) is the same each time the config is loaded."""
-    from .models.factory import load_model
+    from .models.loading import load_model
     torch.manual_seed(resolved["seed"])
     clip = load_model(resolved["model"], resolved["pretrained"])
     return clip, open_task(resolved["task"], resolved["root"], resolved["task_args"])

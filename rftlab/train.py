@@ -16,7 +16,7 @@ import math
 import random
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -27,63 +27,8 @@ from . import distributed
 from .classifier import ClipClassifier
 from .data import Task
 from .evaluation import evaluate_val
-from .methods import Method, Recipe, get_method
-
-
-@dataclass
-class TrainConfig:
-    steps: int = 150             # world defaults: about half a minute of FT on 2 CPU cores
-    batch_size: int = 64
-    lr: float = 3e-4
-    weight_decay: float = 0.1
-    warmup: float = 0.1          # a fraction of steps (< 1) or a number of steps
-    grad_clip: float = 1.0
-    eval_every: int = 50
-    select: str = "last"         # "last", "val_acc" or "val_worst_group_acc"
-    seed: int = 0
-    device: str | None = None    # None: CUDA when present, else CPU
-    checkpoint_dir: str | None = None
-    checkpoint_every: int = 0    # 0: only at the end (when checkpoint_dir is set)
-    progress: bool = True
-    feature_cache: object = None  # image features the probe stage (LP, LP-FT) reads instead of re-encoding: a folder, True or a FeatureCache
-    distributed: bool | None = None  # None: data-parallel when launched by torchrun; True: required; False: never
-    workers: int | None = None   # loader processes; None: rftlab.data.default_workers (0 for in-memory images)
-    pin_memory: bool | None = None   # page-locked batches; None: when training on CUDA
-    sync_every: int | None = None    # steps between host reads of the loss; None: 1 on CPU, 10 on CUDA
-    channels_last: bool | None = None  # NHWC convolutions; None: for convolutional image towers (world CNN, ResNets)
-
-    def __post_init__(self):
-        checks = [("steps", self.steps >= 0), ("batch_size", self.batch_size >= 1),
-                  ("lr", self.lr > 0), ("weight_decay", self.weight_decay >= 0),
-                  ("warmup", self.warmup >= 0), ("grad_clip", self.grad_clip >= 0),
-                  ("eval_every", self.eval_every >= 0), ("checkpoint_every", self.checkpoint_every >= 0),
-                  ("workers", self.workers is None or self.workers >= 0),
-                  ("sync_every", self.sync_every is None or self.sync_every >= 1)]
-        for name, ok in checks:
-            if not ok:
-                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} is out of range")
-        if self.select not in ("last", "val_acc", "val_worst_group_acc"):
-            raise ValueError(f"select={self.select!r}: choose 'last', 'val_acc' or 'val_worst_group_acc'")
-        if self.device:
-            parse_device(self.device)  # its spelling now; whether this machine has it, when training starts
-        if self.distributed not in (None, True, False):
-            raise ValueError(f"distributed={self.distributed!r}: choose None (automatic under torchrun), True or False")
-
-    @property
-    def warmup_steps(self) -> int:
-        return int(self.warmup * self.steps) if self.warmup < 1 else int(self.warmup)
-
-
-@dataclass
-class TrainResult:
-    classifier: ClipClassifier
-    history: list[dict] = field(default_factory=list)
-    step: int = 0
-    interrupted: bool = False
-    stopped: str | None = None       # why training stopped early (non-finite loss...), None if it did not
-    seconds: float = 0.0
-    selected_step: int | None = None
-    endpoint: dict | None = None     # the fine-tuned weights before the method's finish() changed them (WiSE-FT)
+from .methods import Method, Recipe, TrainResult, get_method
+from .recipes import TrainConfig, parse_device, recipe_config
 
 
 def is_convolutional(model: torch.nn.Module) -> bool:
@@ -105,15 +50,6 @@ def freeze_batchnorm(module: torch.nn.Module) -> int:
     for m in layers:
         m.eval()
     return len(layers)
-
-
-def parse_device(device) -> torch.device:
-    """``torch.device(device)``, or a ValueError that lists what a device is."""
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device {device!r} is not a device: give cpu, cuda, cuda:1, mps, "
-                         f"or nothing (CUDA when present)") from err
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -177,7 +113,6 @@ class Trainer:
         self.clip = clip
         self.task = task
         if config is None:  # the method's recipe for this model (rftlab.recipes)
-            from .recipes import recipe_config
             config = recipe_config(self.method, clip, task)
         self.config = config
         self.ranks = distributed.start(self.config.distributed, pick_device(self.config.device))
@@ -575,7 +510,6 @@ def finetune(method: Method | str, clip, task: Task, config: TrainConfig | None 
     wrote (each run resumes from its own ``last.pt`` there)."""
     method = get_method(method, **hparams)
     if config is None:
-        from .recipes import recipe_config
         config = recipe_config(method, clip, task)
     if isinstance(method, Recipe):
         def train(name: str, cfg: TrainConfig, **hp) -> TrainResult:

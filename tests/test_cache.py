@@ -119,7 +119,8 @@ def test_default_folder_follows_the_environment(tmp_path, monkeypatch):
 
 
 def test_lp_reads_train_features_from_the_cache(clip, small_spurious, tmp_path):
-    from rftlab.train import TrainConfig, Trainer
+    from rftlab.recipes import TrainConfig
+    from rftlab.train import Trainer
     cache = FeatureCache(tmp_path)
     clip = copy.copy(clip)                       # the Trainer changes requires_grad flags: work on a copy
     clip.model = copy.deepcopy(clip.model)

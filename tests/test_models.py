@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import rftlab
-from rftlab.models._load import WeightsNotFoundError
+from rftlab.errors import WeightsNotFoundError
 from rftlab.pretrain import world_zeroshot_report
 
 TINY = {"embed_dim": 32,
@@ -106,8 +106,8 @@ def test_unknown_names_tags_and_missing_files_are_explained(tmp_path):
 
 def test_pretrained_tag_without_network_fails_fast(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache
-    monkeypatch.setattr("rftlab.models._load._online", lambda: False)
-    monkeypatch.setattr("rftlab.models._load._cached_tag_file", lambda n, t: (None, "hf repo X, file Y"))
+    monkeypatch.setattr("rftlab.models.loading._online", lambda: False)
+    monkeypatch.setattr("rftlab.models.loading._cached_tag_file", lambda n, t: (None, "hf repo X, file Y"))
     t0 = time.time()
     with pytest.raises(WeightsNotFoundError, match="(?s)Looked for: hf repo X.*pretrained='/path/to/file'") as err:
         rftlab.load_model("ViT-B-32", pretrained="openai")
@@ -116,14 +116,14 @@ def test_pretrained_tag_without_network_fails_fast(monkeypatch, tmp_path):
 
 
 def test_cache_lookup_names_the_repository_and_file():
-    from rftlab.models._load import _cached_tag_file
+    from rftlab.models.loading import _cached_tag_file
     path, where = _cached_tag_file("ViT-B-32", "openai")
     assert path is None or path.endswith((".bin", ".safetensors", ".pt"))
     assert "Hugging Face repo" in where or "cache" in where
 
 
 def test_real_network_probe_answers_quickly():
-    from rftlab.models._load import _online
+    from rftlab.models.loading import _online
     t0 = time.time()
     _online()
     assert time.time() - t0 < 5

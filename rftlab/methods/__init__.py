@@ -1,5 +1,5 @@
 """The registry of methods: one line per method."""
-from .base import HParam, Method, Probe, Recipe, lr_grid
+from .base import HParam, Method, Probe, Recipe, TrainResult, lr_grid
 from .carft import CARFT
 from .carot import CaRot
 from .flyp import FLYP
@@ -41,5 +41,5 @@ def get_method(name, **hparams) -> Method | Recipe:
 
 
 __all__ = ["CARFT", "CaRot", "FLYP", "FT", "GreedySoup", "HParam", "L2SP", "LP", "LPFT", "LipsumFT",
-           "METHODS", "Method", "Probe", "Recipe", "Soup", "StarFT", "WiSEFT", "ZeroShot", "average_state_dicts",
+           "METHODS", "Method", "Probe", "Recipe", "Soup", "StarFT", "TrainResult", "WiSEFT", "ZeroShot", "average_state_dicts",
            "get_method", "lr_grid", "wise_ft"]

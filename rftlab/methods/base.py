@@ -17,11 +17,12 @@ Both carry their recipes as data: ``world_recipe`` and ``paper_recipe`` are Trai
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 
+from ..classifier import ClipClassifier
 from ..distributed import Ranks
 
 
@@ -198,3 +199,17 @@ class Recipe(Configured):
         (a TrainResult; it resumes from ``config.checkpoint_dir`` when the caller resumes);
         ``score(classifier)`` returns its val metrics (``rftlab.evaluation.evaluate_val``)."""
         raise NotImplementedError
+
+
+@dataclass
+class TrainResult:
+    """What one training run returns (the Trainer's, or a Recipe's of several runs): the classifier
+    and the history of every logged step."""
+    classifier: ClipClassifier
+    history: list[dict] = field(default_factory=list)
+    step: int = 0
+    interrupted: bool = False
+    stopped: str | None = None       # why training stopped early (non-finite loss...), None if it did not
+    seconds: float = 0.0
+    selected_step: int | None = None
+    endpoint: dict | None = None     # the fine-tuned weights before the method's finish() changed them (WiSE-FT)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .base import HParam, Recipe, lr_grid
+from .base import HParam, Recipe, TrainResult, lr_grid
 from .ft import FT
 
 
@@ -46,7 +46,6 @@ class Soup(Recipe):
         return [{"ingredients": budget}]  # nothing to select: the FT sweep's runs are the ingredients
 
     def fit(self, train, score, config):
-        from ..train import TrainResult
         t0 = time.time()
         runs, history, res = [], [], None
         for i, lr in enumerate(lr_grid(config.lr, self.ingredients)):

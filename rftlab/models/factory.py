@@ -1,8 +1,10 @@
-"""One factory for every CLIP rftlab uses: the embedded world model and real open_clip models.
+"""What every CLIP rftlab uses is made of, for the embedded world model and real open_clip models.
 
-``load_model()`` returns a :class:`ClipModel`: the open_clip model plus the tokenizer and
-image transform that belong to it, and the architecture name, so no caller ever pairs
-weights with the wrong tokenizer or architecture variant.
+A :class:`ClipModel` is the open_clip model plus the tokenizer and image transform that belong
+to it, and the architecture name, so no caller ever pairs weights with the wrong tokenizer or
+architecture variant. Here are the world model's architecture (:func:`create_world_model`), its
+transform and :func:`save_checkpoint`; :func:`rftlab.models.loading.load_model` builds a
+ClipModel from a name and weights.
 """
 from __future__ import annotations
 
@@ -141,9 +143,3 @@ def save_checkpoint(clip: ClipModel, path: str | os.PathLike, **extra) -> Path:
         return save_safetensors(clip.model.state_dict(), path, {"rftlab": json.dumps(info)})
     return save_torch({**info, "state_dict": {k: v.detach().cpu() for k, v in clip.model.state_dict().items()}},
                       path)
-
-
-def load_model(name: str = DEFAULT_MODEL, pretrained: str | None = None, device=None) -> ClipModel:
-    """Load a CLIP. Defaults to rftlab's embedded world model, trained and shipped offline."""
-    from ._load import load
-    return load(name, pretrained, device)

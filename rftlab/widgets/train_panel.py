@@ -11,10 +11,10 @@ from plotly.subplots import make_subplots
 
 from ..data import Task
 from ..evaluation import evaluate
-from ..methods import METHODS, Method, get_method
+from ..methods import METHODS, Method, TrainResult, get_method
 from ..plots import history_panel
-from ..recipes import recipe_of, train_settings
-from ..train import TrainConfig, Trainer, TrainResult, finetune
+from ..recipes import TrainConfig, recipe_of, train_settings
+from ..train import Trainer, finetune
 from ._helpers import LiveFigure, Messages, Panel, Throttle, check_compatible, hparam_widget, html_table
 
 WORLD_TASKS = ("spurious", "shift")
@@ -44,7 +44,8 @@ class TrainPanel(Panel):
     def __init__(self, clip=None, task: str | Task = "spurious", method: str = "ft", tasks=(),
                  config: TrainConfig | None = None, device: str | None = None, interval: float = 0.25,
                  val_ece: bool = True, keep_models: bool = True):
-        from ..models.factory import ClipModel, load_model
+        from ..models.factory import ClipModel
+        from ..models.loading import load_model
         if clip is None:
             clip = load_model()
         models = clip if isinstance(clip, dict) else {getattr(clip, "arch", "model"): clip}

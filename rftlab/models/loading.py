@@ -1,5 +1,6 @@
-"""How ``load_model`` finds weights: the embedded default, rftlab checkpoints, open_clip
-names with pretrained tags, plain weight files and ``local-dir:`` folders.
+"""``load_model``, the one way to get a CLIP, and how it finds weights: the embedded default,
+rftlab checkpoints, open_clip names with pretrained tags, plain weight files and ``local-dir:``
+folders (which :func:`save_local_dir` writes).
 
 Every failure says what was looked for and how to supply it; nothing waits on a network
 that is not there.
@@ -12,14 +13,9 @@ import os
 import socket
 from pathlib import Path
 
-from ..errors import BadFileError, MissingFileError
+from ..errors import BadFileError, WeightsNotFoundError
 from .factory import (DEFAULT_MODEL, DEFAULT_WEIGHTS, ClipModel, WorldTransform, create_world_model,
                       register_configs)
-
-
-class WeightsNotFoundError(MissingFileError):
-    """Pretrained weights are neither on disk nor downloadable from here."""
-
 
 def _looks_like_path(text: str) -> bool:
     return os.sep in text or text.startswith(".") or text.endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt"))
@@ -105,7 +101,9 @@ def _rftlab_checkpoint(path: Path) -> dict | None:
     return ck if isinstance(ck, dict) and "arch" in ck and "state_dict" in ck else None
 
 
-def load(name: str = DEFAULT_MODEL, pretrained: str | None = None, device=None) -> ClipModel:
+def load_model(name: str = DEFAULT_MODEL, pretrained: str | None = None, device=None) -> ClipModel:
+    """Load a CLIP as a :class:`~rftlab.models.factory.ClipModel` (the model with its tokenizer and
+    transform). Defaults to rftlab's embedded world model, trained and shipped offline."""
     import open_clip
     register_configs()
     name = name or DEFAULT_MODEL
