@@ -27,7 +27,7 @@ _EXPORTS = {
     "DATASETS": "rftlab.datasets",
     "imagenet_task": "rftlab.datasets",
     "natural_spurious_phrases": "rftlab.datasets",
-    "DatasetLayoutError": "rftlab.datasets",
+    "DatasetLayoutError": "rftlab.errors",
     # heads, training, methods
     "zeroshot_head": "rftlab.zeroshot",
     "ClipClassifier": "rftlab.classifier",

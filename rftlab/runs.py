@@ -239,12 +239,12 @@ def clear_run(folder: str | os.PathLike) -> None:
 def open_task(name: str, root: str | None = None, task_args: dict | None = None):
     """``rftlab.load_task(name, root=root, **task_args)`` (``root`` only when given), with a
     clear error for arguments the task does not take."""
-    import rftlab
+    from .world.tasks import load_task
     kw = dict(task_args or {})
     if root is not None:
         kw["root"] = root
     try:
-        return rftlab.load_task(name, **kw)
+        return load_task(name, **kw)
     except TypeError as err:
         raise ValueError(f"task {name!r} does not take these arguments ({', '.join(kw) or 'none'}): {err}") from err
 

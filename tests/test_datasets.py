@@ -8,9 +8,9 @@ from PIL import Image
 
 import rftlab
 from rftlab.data import Split, Task
-from rftlab.datasets import (DATASETS, DatasetLayoutError, imagenet_classnames, imagenet_task, imagenet_wnids,
-                             load_dataset, natural_spurious_phrases, objectnet_mapping, subset_indices, subset_wnids,
-                             variant_split)
+from rftlab.datasets import (DATASETS, imagenet_classnames, imagenet_task, imagenet_wnids, load_dataset,
+                             natural_spurious_phrases, objectnet_mapping, subset_indices, subset_wnids, variant_split)
+from rftlab.errors import DatasetLayoutError
 from rftlab.metrics import ece, nll
 
 from fixtures_datasets import (CELEBA_ATTRS, DOMAINNET_CLASSES, celeba_rows, celeba_tree, csv_tree, domainnet_tree,

@@ -11,12 +11,12 @@ metadata (``group``, ``domain``...) and the StarFT phrase pool ``task.info["spur
 from __future__ import annotations
 
 from ..data import Task
-from ._common import DatasetLayoutError, drop_unreadable, open_rgb
+from .images import drop_unreadable, open_rgb
 from .celeba import celeba
 from .domainnet import domainnet
 from .folder import csv_dataset, image_folder
-from .imagenet import (VARIANTS, imagenet_a, imagenet_classnames, imagenet_r, imagenet_sketch, imagenet_task,
-                       imagenet_templates, imagenet_v2, imagenet_wnids, subset_indices, subset_wnids, variant_split)
+from .imagenet import VARIANTS, imagenet_a, imagenet_r, imagenet_sketch, imagenet_task, imagenet_v2, variant_split
+from .imagenet_classes import imagenet_classnames, imagenet_templates, imagenet_wnids, subset_indices, subset_wnids
 from .objectnet import objectnet, objectnet_mapping, objectnet_split
 from .phrases import natural_spurious_phrases
 from .waterbirds import waterbirds
@@ -52,7 +52,7 @@ def load_dataset(name: str, root=None, skip_bad_images: bool = False, **kwargs) 
     return drop_unreadable(task) if skip_bad_images else task
 
 
-__all__ = ["DATASETS", "load_dataset", "DatasetLayoutError", "open_rgb", "natural_spurious_phrases",
+__all__ = ["DATASETS", "load_dataset", "drop_unreadable", "open_rgb", "natural_spurious_phrases",
            "waterbirds", "celeba", "domainnet", "imagenet_task", "imagenet_v2", "imagenet_r", "imagenet_a",
            "imagenet_sketch", "objectnet", "image_folder", "csv_dataset", "imagenet_wnids", "imagenet_classnames",
            "imagenet_templates", "subset_wnids", "subset_indices", "variant_split", "objectnet_split",

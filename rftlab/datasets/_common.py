@@ -1,24 +1,22 @@
-"""Shared pieces of the dataset loaders: roots, layouts in errors, lazy image paths, holdouts."""
+"""Shared pieces of the dataset loaders: roots, layouts in errors, lazy image paths, class-folder
+splits, holdouts and evaluation-only tasks."""
 from __future__ import annotations
 
 import json
 import os
 from functools import lru_cache
 from importlib import resources
+import re
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
 from ..data import Split, Task
-from ..errors import RftlabError
+from ..errors import DatasetLayoutError
+from .images import open_rgb
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
-
-
-class DatasetLayoutError(RftlabError, ValueError):
-    """A dataset root that is missing or not laid out as its loader expects; the message
-    draws the expected layout."""
 
 
 def layout_error(dataset: str, problem: str, layout: str) -> DatasetLayoutError:
@@ -36,40 +34,6 @@ def check_root(dataset: str, root, layout: str) -> Path:
     if not path.is_dir():
         raise layout_error(dataset, f"{path} is a file; give the folder that holds the dataset", layout)
     return path
-
-
-# ------------------------------------------------------------------ images, read lazily
-def open_rgb(path) -> "PIL.Image.Image":  # noqa: F821
-    """The image at ``path`` as an RGB PIL image (what open_clip's preprocess takes), decoded
-    whole (a truncated file fails here, not later); see :func:`to_rgb` for other modes."""
-    from PIL import Image
-    with Image.open(path) as im:
-        im.load()
-        return to_rgb(im)
-
-
-def to_rgb(im) -> "PIL.Image.Image":  # noqa: F821
-    """8-bit RGB from any PIL mode: grey and palette images are expanded; 16-bit and 32-bit
-    integer images (``I;16``, ``I``: 16-bit PNG and TIFF) are scaled from 0..65535 to 0..255
-    instead of clipped (PIL's own conversion would turn them nearly white); float images
-    (``F``) are read as 0..1 when they lie there, else 0..255; transparent pixels (RGBA, LA,
-    palette or colour-key transparency) are composited onto white."""
-    from PIL import Image
-    if im.mode == "RGB":
-        return im
-    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
-        import numpy as np
-        a = np.asarray(im, dtype=np.float64)
-        if im.mode == "F":
-            a = a * 255 if a.size and np.nanmin(a) >= 0 and np.nanmax(a) <= 1 else a
-        else:
-            a = a / 257
-        im = Image.fromarray(np.clip(np.nan_to_num(a).round(), 0, 255).astype(np.uint8), "L")
-    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
-        rgba = im.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return im.convert("RGB")
 
 
 def is_image(name: str) -> bool:
@@ -109,6 +73,39 @@ def make_split(name: str, paths: Sequence[str], labels, meta: dict | None = None
                  load_image, **kw)
 
 
+# ------------------------------------------------------------------ class folders -> splits
+def class_folders(dataset: str, root, layout: str, pattern: re.Pattern) -> tuple[Path, list[str]]:
+    """The folder holding the class folders (``root``, or the one sub-folder of ``root`` that
+    holds them, as archives often add) and the class folder names matching ``pattern``.
+    Files and other folders (README.txt, __MACOSX/) are ignored."""
+    root = check_root(dataset, root, layout)
+    names = [d for d in subdirs(root) if pattern.match(d)]
+    if not names:
+        inner = [root / d for d in subdirs(root) if any(pattern.match(x) for x in subdirs(root / d))]
+        if len(inner) == 1:
+            root, names = inner[0], [d for d in subdirs(inner[0]) if pattern.match(d)]
+        elif (root / "val").is_dir() and any(pattern.match(x) for x in subdirs(root / "val")):
+            root, names = root / "val", [d for d in subdirs(root / "val") if pattern.match(d)]
+    if not names:
+        raise layout_error(dataset, f"no class folders in {root}", layout)
+    return root, names
+
+
+def folder_split(name: str, root: Path, folders: list[str], label_of: Callable[[str], int],
+                 load_image=None, dataset: str | None = None, layout: str = "", **kw) -> Split:
+    """A lazy split: every image of each class folder, labelled ``label_of(folder)``."""
+    paths, labels = [], []
+    for folder in folders:
+        files = image_files(root / folder)
+        paths.extend(files)
+        labels.extend([label_of(folder)] * len(files))
+    if not paths:
+        raise layout_error(dataset or name, f"the class folders under {root} hold no images "
+                                            f"(.jpg, .jpeg, .png ...)", layout)
+    extra = {"load_image": load_image} if load_image else {}
+    return make_split(name, paths, labels, **extra, **kw)
+
+
 # ------------------------------------------------------------------ holdouts
 def stratified_parts(labels: torch.Tensor, fractions: Sequence[float], seed: int = 0,
                      names: Sequence[str] | None = None) -> list[torch.Tensor]:
@@ -137,6 +134,19 @@ def stratified_parts(labels: torch.Tensor, fractions: Sequence[float], seed: int
     return out
 
 
+# ------------------------------------------------------------------ evaluation-only tasks
+def eval_only_task(name: str, split: Split, classnames: list[str], templates, holdout=(0.1, 0.1),
+                   seed: int = 0, info: dict | None = None) -> Task:
+    """A task from an evaluation-only set: train and val are class-stratified ``holdout``
+    fractions of it, test is the rest (``task.info["eval_only"]`` is True)."""
+    tr, va, te = stratified_parts(split.labels, holdout, seed, names=("train", "val", "test"))
+    note = (f"evaluation-only set: train and val are {holdout[0]:.0%} and {holdout[1]:.0%} holdouts "
+            f"of it (per class), test is the rest")
+    return Task(name, classnames, list(templates), split.select(tr, "train"), split.select(va, "val"),
+                split.select(te, "test"), id_domain=name,
+                info=natural_info(eval_only=True, holdout=list(holdout), note=note, **(info or {})))
+
+
 # ------------------------------------------------------------------ package data
 def _metadata(name: str):
     return resources.files("rftlab.datasets").joinpath("metadata", name)
@@ -161,53 +171,3 @@ def class_name(folder: str) -> str:
 def natural_info(**extra) -> dict:
     from .phrases import natural_spurious_phrases
     return {"spurious_phrases": natural_spurious_phrases(), **extra}
-
-
-# ------------------------------------------------------------------ unreadable images
-def drop_unreadable(task: Task, workers: int | None = None) -> Task:
-    """``task`` without the images that cannot be read: every image of every split is opened
-    once (in ``workers`` threads; default one per core) and the unreadable ones are left out.
-    They are listed in ``task.info["skipped_images"]`` (split name -> paths) and counted in a
-    warning; a split left with no image raises :class:`DatasetLayoutError`."""
-    import dataclasses
-    import warnings
-    from concurrent.futures import ThreadPoolExecutor
-
-    splits = {"train": task.train, "val": task.val, "test": task.test, **task.ood}
-    jobs = {}
-    for split in splits.values():
-        if not isinstance(split.images, torch.Tensor) and split.load_image is not None:
-            for p in split.images:
-                jobs.setdefault((p, split.load_image), None)
-
-    def readable(job):
-        path, load = job
-        try:
-            load(path)
-            return True
-        except Exception:
-            return False
-
-    with ThreadPoolExecutor(max_workers=workers or min(32, os.cpu_count() or 1)) as pool:
-        ok = dict(zip(jobs, pool.map(readable, jobs)))
-    kept, skipped = {}, {}
-    for key, split in splits.items():
-        if isinstance(split.images, torch.Tensor) or split.load_image is None:
-            kept[key] = split
-            continue
-        good = [i for i, p in enumerate(split.images) if ok[(p, split.load_image)]]
-        bad = [p for p in split.images if not ok[(p, split.load_image)]]
-        if not good:
-            raise DatasetLayoutError(f"{task.name}: no image of split {split.name!r} can be read "
-                                     f"(e.g. {split.images[0]}): is the folder complete?")
-        kept[key] = split.select(good) if bad else split
-        if bad:
-            skipped[split.name] = bad
-    if not skipped:
-        return dataclasses.replace(task, info={**task.info, "skipped_images": {}})
-    n = sum(len(v) for v in skipped.values())
-    first = next(iter(skipped.values()))[0]
-    warnings.warn(f"{task.name}: skipped {n} unreadable image(s) (skip_bad_images=True), e.g. {first}; "
-                  f"they are listed in task.info['skipped_images']", stacklevel=2)
-    return dataclasses.replace(task, train=kept["train"], val=kept["val"], test=kept["test"],
-                               ood={k: kept[k] for k in task.ood}, info={**task.info, "skipped_images": skipped})

@@ -1,4 +1,5 @@
-"""ImageNet (val) and its distribution shifts: ImageNetV2, ImageNet-R, ImageNet-A, ImageNet-Sketch.
+"""ImageNet (val) and its distribution shifts: ImageNetV2, ImageNet-R, ImageNet-A, ImageNet-Sketch
+(and ObjectNet, from :mod:`rftlab.datasets.objectnet`, as an OOD set or through ``variant_split``).
 
 Class index = position of the WNID in the sorted list of ImageNet's 1000 WNIDs (shipped as
 package data); class names are open_clip's ``IMAGENET_CLASSNAMES``, templates OpenAI's 80.
@@ -9,14 +10,12 @@ the split on its subset only (``Split.class_subset``: the other logits are set t
 from __future__ import annotations
 
 import re
-from pathlib import Path
-from typing import Callable
-
-import torch
 
 from ..data import Split, Task
-from ._common import (check_root, image_files, layout_error, make_split, natural_info, read_lines,
-                      stratified_parts, subdirs)
+from ._common import class_folders, eval_only_task, folder_split, layout_error, natural_info, stratified_parts
+from .imagenet_classes import (check_classes, imagenet_classnames, imagenet_templates, imagenet_wnids,
+                               subset_indices, subset_wnids)
+from .objectnet import objectnet_split
 
 WNID = re.compile(r"^n\d{8}$")
 INTEGER = re.compile(r"^\d+$")
@@ -63,70 +62,7 @@ SKETCH_LAYOUT = """\
 └── ...                            1000 WNID folders"""
 
 
-def imagenet_wnids() -> list[str]:
-    """ImageNet-1k's 1000 WNIDs, sorted: class ``i`` is ``imagenet_wnids()[i]``."""
-    return list(read_lines("imagenet_wnids.txt"))
-
-
-def subset_wnids(name: str) -> list[str]:
-    """The 200 WNIDs of ``"imagenet-r"`` or ``"imagenet-a"`` (sorted)."""
-    files = {"imagenet-r": "imagenet_r_wnids.txt", "imagenet-a": "imagenet_a_wnids.txt"}
-    if name not in files:
-        raise ValueError(f"no 200-class WNID list for {name!r}; choose imagenet-r or imagenet-a")
-    return list(read_lines(files[name]))
-
-
-def subset_indices(name: str) -> torch.Tensor:
-    """Indices (into the 1000 ImageNet classes) of ImageNet-R's or ImageNet-A's 200 classes."""
-    pos = {w: i for i, w in enumerate(imagenet_wnids())}
-    return torch.tensor([pos[w] for w in subset_wnids(name)])
-
-
-def imagenet_classnames() -> list[str]:
-    """open_clip's 1000 ImageNet class names, in class index order."""
-    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
-    return list(IMAGENET_CLASSNAMES)
-
-
-def imagenet_templates() -> list[str]:
-    """OpenAI's 80 ImageNet templates as format strings ('{}' for the class)."""
-    from ..zeroshot import get_templates
-    return [t("{}") if callable(t) else t for t in get_templates("imagenet")]
-
-
 # ------------------------------------------------------------------ folders -> splits
-def class_folders(dataset: str, root, layout: str, pattern: re.Pattern) -> tuple[Path, list[str]]:
-    """The folder holding the class folders (``root``, or the one sub-folder of ``root`` that
-    holds them, as archives often add) and the class folder names matching ``pattern``.
-    Files and other folders (README.txt, __MACOSX/) are ignored."""
-    root = check_root(dataset, root, layout)
-    names = [d for d in subdirs(root) if pattern.match(d)]
-    if not names:
-        inner = [root / d for d in subdirs(root) if any(pattern.match(x) for x in subdirs(root / d))]
-        if len(inner) == 1:
-            root, names = inner[0], [d for d in subdirs(inner[0]) if pattern.match(d)]
-        elif (root / "val").is_dir() and any(pattern.match(x) for x in subdirs(root / "val")):
-            root, names = root / "val", [d for d in subdirs(root / "val") if pattern.match(d)]
-    if not names:
-        raise layout_error(dataset, f"no class folders in {root}", layout)
-    return root, names
-
-
-def folder_split(name: str, root: Path, folders: list[str], label_of: Callable[[str], int],
-                 load_image=None, dataset: str | None = None, layout: str = "", **kw) -> Split:
-    """A lazy split: every image of each class folder, labelled ``label_of(folder)``."""
-    paths, labels = [], []
-    for folder in folders:
-        files = image_files(root / folder)
-        paths.extend(files)
-        labels.extend([label_of(folder)] * len(files))
-    if not paths:
-        raise layout_error(dataset or name, f"the class folders under {root} hold no images "
-                                            f"(.jpg, .jpeg, .png ...)", layout)
-    extra = {"load_image": load_image} if load_image else {}
-    return make_split(name, paths, labels, **extra, **kw)
-
-
 def _check_known(dataset: str, folders: list[str], known: list[str], layout: str):
     known = set(known)
     unknown = [f for f in folders if f not in known]
@@ -167,7 +103,7 @@ def subset_split(dataset: str, root, classes: str = "imagenet", name: str | None
     wnids = subset_wnids(dataset)
     if classes == "subset":
         return _wnid_split(name or dataset, dataset, root, layout, wnids)
-    _check_classes(classes)
+    check_classes(classes)
     root, folders = class_folders(dataset, root, layout, WNID)
     _check_known(dataset, folders, wnids, layout)
     pos = {w: i for i, w in enumerate(imagenet_wnids())}
@@ -175,15 +111,9 @@ def subset_split(dataset: str, root, classes: str = "imagenet", name: str | None
                         class_subset=subset_indices(dataset))
 
 
-def _check_classes(classes: str):
-    if classes not in ("subset", "imagenet"):
-        raise ValueError(f"classes must be 'subset' (a head over the dataset's own classes) or 'imagenet' "
-                         f"(a 1000-way head, scored on the dataset's classes); got {classes!r}")
-
-
 def variant_split(name: str, root, classes: str = "imagenet") -> tuple[Split, list[str]]:
     """(split, class names) of an ImageNet distribution shift by name (see ``VARIANTS``)."""
-    _check_classes(classes)
+    check_classes(classes)
     if name not in VARIANTS:
         raise ValueError(f"unknown ImageNet variant {name!r}; choose from: {', '.join(VARIANTS)}")
     if name == "imagenet-v2":
@@ -197,7 +127,6 @@ def variant_split(name: str, root, classes: str = "imagenet") -> tuple[Split, li
             return split, [all_names[i] for i in subset_indices(name).tolist()]
         return split, imagenet_classnames()
     if name == "objectnet":
-        from .objectnet import objectnet_split
         return objectnet_split(root, classes)
 
 
@@ -205,18 +134,6 @@ VARIANTS = ("imagenet-v2", "imagenet-r", "imagenet-a", "imagenet-sketch", "objec
 
 
 # ------------------------------------------------------------------ tasks
-def eval_only_task(name: str, split: Split, classnames: list[str], templates, holdout=(0.1, 0.1),
-                   seed: int = 0, info: dict | None = None) -> Task:
-    """A task from an evaluation-only set: train and val are class-stratified ``holdout``
-    fractions of it, test is the rest (``task.info["eval_only"]`` is True)."""
-    tr, va, te = stratified_parts(split.labels, holdout, seed, names=("train", "val", "test"))
-    note = (f"evaluation-only set: train and val are {holdout[0]:.0%} and {holdout[1]:.0%} holdouts "
-            f"of it (per class), test is the rest")
-    return Task(name, classnames, list(templates), split.select(tr, "train"), split.select(va, "val"),
-                split.select(te, "test"), id_domain=name,
-                info=natural_info(eval_only=True, holdout=list(holdout), note=note, **(info or {})))
-
-
 def _standalone(name: str, root, classes: str, holdout, seed: int, templates) -> Task:
     split, classnames = variant_split(name, root, classes)
     return eval_only_task(name, split, classnames, templates or imagenet_templates(), holdout, seed,

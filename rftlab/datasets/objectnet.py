@@ -13,7 +13,10 @@ from pathlib import Path
 import torch
 
 from ..data import Split, Task
-from ._common import check_root, layout_error, open_rgb, read_json
+from ..files import read_json as read_file
+from ._common import check_root, eval_only_task, folder_split, layout_error, read_json
+from .images import open_rgb
+from .imagenet_classes import check_classes, imagenet_classnames, imagenet_templates, imagenet_wnids
 
 LAYOUT = """\
 <root>/                            objectnet-1.0/ (or the folder that holds it)
@@ -40,8 +43,6 @@ def objectnet_mapping(path=None) -> dict[str, dict]:
     indices or WNIDs (or -> {"name": ..., "imagenet": [...]})."""
     if path is None:
         return read_json("objectnet_imagenet.json")["classes"]
-    from .imagenet import imagenet_wnids
-    from ..files import read_json as read_file
     raw = read_file(path, "objectnet mapping", "It maps ObjectNet folders to ImageNet classes: "
                                                '{"alarm_clock": ["n02694662", 409], ...}.')
     if not isinstance(raw, dict):
@@ -76,8 +77,7 @@ def _images_root(root) -> Path:
 
 def objectnet_split(root, classes: str = "imagenet", mapping=None, name: str = "objectnet") -> tuple[Split, list[str]]:
     """(split, class names) of ObjectNet's ImageNet-overlapping classes; see the module docstring."""
-    from .imagenet import _check_classes, folder_split, imagenet_classnames
-    _check_classes(classes)
+    check_classes(classes)
     table = objectnet_mapping(mapping)
     folders = sorted(table)
     images = _images_root(root)
@@ -106,7 +106,6 @@ def objectnet(root, classes: str = "subset", mapping=None, holdout=(0.1, 0.1), s
     """ObjectNet on its own: 113-way (``classes="subset"``) or 1000-way scored on merged classes
     (``"imagenet"``). Evaluation-only: train/val are class-stratified holdouts of it.
     ``mapping``: a JSON file to use instead of the shipped ObjectNet -> ImageNet mapping."""
-    from .imagenet import eval_only_task, imagenet_templates
     split, classnames = objectnet_split(root, classes, mapping)
     return eval_only_task("objectnet", split, classnames, templates or imagenet_templates(), holdout, seed,
                           {"root": str(root), "classes": classes, "border_cropped": BORDER})
