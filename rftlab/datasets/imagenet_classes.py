@@ -34,9 +34,10 @@ def imagenet_classnames() -> list[str]:
 
 
 def imagenet_templates() -> list[str]:
-    """OpenAI's 80 ImageNet templates as format strings ('{}' for the class)."""
-    from ..zeroshot import get_templates
-    return [t("{}") if callable(t) else t for t in get_templates("imagenet")]
+    """OpenAI's 80 ImageNet templates (open_clip's, as ``get_templates("imagenet")`` gives them) as
+    format strings ('{}' for the class)."""
+    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+    return [t("{}") if callable(t) else t for t in OPENAI_IMAGENET_TEMPLATES]
 
 
 def check_classes(classes: str):
