@@ -203,17 +203,58 @@ def plot_context_recognition(rows):
     return fig
 
 
-def plot_reliability(reliability):
+def reliability_trace(name: str, reliability) -> dict:
+    """The data of one model's line in :func:`plot_reliability` (points of the non-empty bins, marker
+    sizes by count, the name with the ECE), as properties a live figure's trace is updated with."""
+    bins = [b for b in reliability["bins"] if b["count"] > 0]
+    return {"x": [b["confidence"] for b in bins], "y": [b["accuracy"] for b in bins],
+            "marker": {"size": [4 + 16 * math.sqrt(b["count"] / reliability["n"]) for b in bins]},
+            "hovertext": [f"n={b['count']}" for b in bins], "name": f"{name} (ECE {reliability['ece']:.3f})"}
+
+
+def confidence_trace(rows) -> dict:
+    """The data of one model's bars in :func:`plot_reliability`'s confidence panel, from the rows of
+    :func:`~rftlab.analysis.confidence_histogram` (one split)."""
+    return {"x": [(r["lower"] + r["upper"]) / 2 for r in rows], "y": [r["fraction"] for r in rows],
+            "width": [r["upper"] - r["lower"] for r in rows]}
+
+
+def plot_reliability(reliability, confidence: Mapping | None = None, colors: Mapping[str, str] | None = None):
     """Reliability diagram: accuracy against mean confidence per bin, with the diagonal.
-    ``reliability``: one :func:`~rftlab.analysis.reliability` result or {name: result}."""
-    items = reliability.items() if "bins" not in reliability else [("model", reliability)]
-    fig = _figure("Reliability diagram", "confidence", "accuracy", xaxis_range=[0, 1], yaxis_range=[0, 1.02])
-    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dash", "color": "gray"}, name="perfect calibration")
+    ``reliability``: one :func:`~rftlab.analysis.reliability` result or {name: result}.
+
+    ``confidence`` ({name: :func:`~rftlab.analysis.confidence_histogram` rows}, same names) adds a
+    second panel with each model's confidence histogram. Traces: the diagonal, then one line per
+    model (:func:`reliability_trace`), then with ``confidence`` one bar trace per model
+    (:func:`confidence_trace`), named by the model; a model's line and bars share its colour
+    (``colors``: {name: colour}, default plotly's palette in order) and legend group."""
+    go = _go()
+    items = list(reliability.items()) if "bins" not in reliability else [("model", reliability)]
+    palette = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880")
+    color = {name: (colors or {}).get(name, palette[i % len(palette)]) for i, (name, _) in enumerate(items)}
+    if confidence is None:
+        fig = _figure("Reliability diagram", "confidence", "accuracy", xaxis_range=[0, 1], yaxis_range=[0, 1.02])
+        cell = {}
+    else:
+        missing = [name for name, _ in items if name not in confidence]
+        if missing:
+            raise ValueError(f"no confidence histogram for {missing}: give one per model of the reliability diagram")
+        from plotly.subplots import make_subplots
+        fig = make_subplots(rows=1, cols=2, subplot_titles=("reliability diagram", "confidence histogram"))
+        fig.update_layout(title="Reliability diagram", template=_TEMPLATE, barmode="overlay")
+        fig.update_xaxes(title_text="confidence", range=[0, 1])
+        fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
+        fig.update_yaxes(title_text="fraction of images", row=1, col=2)
+        cell = {"row": 1, "col": 1}
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dash", "color": "gray"},
+                             name="perfect calibration", hoverinfo="skip"), **cell)
     for name, rel in items:
-        bins = [b for b in rel["bins"] if b["count"] > 0]
-        fig.add_scatter(x=[b["confidence"] for b in bins], y=[b["accuracy"] for b in bins], mode="lines+markers",
-                        marker={"size": [4 + 16 * math.sqrt(b["count"] / rel["n"]) for b in bins]},
-                        hovertext=[f"n={b['count']}" for b in bins], name=f"{name} (ECE {rel['ece']:.3f})")
+        line = go.Scatter(mode="lines+markers", line={"color": color[name]}, marker={"color": color[name]},
+                          legendgroup=name)
+        fig.add_trace(line.update(reliability_trace(name, rel)), **cell)
+    for name, _ in items if confidence is not None else ():
+        fig.add_trace(go.Bar(name=name, legendgroup=name, showlegend=False, marker_color=color[name], opacity=0.6,
+                             **confidence_trace(confidence[name])), row=1, col=2)
     return fig
 
 

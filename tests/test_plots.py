@@ -90,6 +90,14 @@ def test_calibration_figures():
     fig = P.plot_reliability({"a": rel, "b": A.reliability(logits / 2, labels, n_bins=10)})
     assert len(fig.data) == 3 and "ECE" in fig.data[1].name
     assert len(P.plot_reliability(rel).data) == 2
+    hist = {"a": A.confidence_histogram(logits, labels, n_bins=10), "b": A.confidence_histogram(logits / 2, labels, n_bins=10)}
+    both = P.plot_reliability({"a": rel, "b": A.reliability(logits / 2, labels, n_bins=10)}, confidence=hist)
+    assert [t.type for t in both.data] == ["scatter", "scatter", "scatter", "bar", "bar"]
+    assert [t.name for t in both.data[3:]] == ["a", "b"] and sum(both.data[4].y) == pytest.approx(1.0)
+    assert both.data[1].marker.color == both.data[3].marker.color != both.data[2].marker.color
+    assert list(both.data[1].x) == list(fig.data[1].x)          # the same lines as without the panel
+    with pytest.raises(ValueError, match=r"no confidence histogram for \['b'\]"):
+        P.plot_reliability({"a": rel, "b": rel}, confidence={"a": hist["a"]})
     conf = P.plot_confidence(A.confidence_histogram({"id": logits, "ood": logits[:50]}, n_bins=10))
     assert [t.name for t in conf.data] == ["id", "ood"] and sum(conf.data[1].y) == pytest.approx(1.0)
     rows = A.calibration_vs_ood({"zs": {"ece": 0.05, "mean_ood_acc": 0.6, "id_acc": 0.8},

@@ -234,12 +234,19 @@ def test_spuriosity_probe_finds_the_shortcut_and_probes_a_chosen_row(clip, small
 
 # ---------------------------------------------------------------------- CalibrationView
 def test_calibration_temperature_slider(clip, small_spurious, trained):
+    from rftlab.analysis import confidence_histogram, reliability
+    from rftlab.plots import plot_reliability
     cv = CalibrationView(clip, {"ft": trained}, small_spurious)
     assert cv.models == ["zero-shot", "ft"] and len(cv.fig.data) == 1 + 2 * 2
-    conf1 = sum(cv.fig.data[3].x) / len(cv.fig.data[3].x)
+    z, y = {n: cv.logits[(n, "id")] for n in cv.models}, cv.labels["id"]
+    ref = plot_reliability({n: reliability(z[n], y, cv.n_bins) for n in cv.models},
+                           confidence={n: confidence_histogram(z[n], y, cv.hist_bins) for n in cv.models})
+    assert [(t.type, t.name) for t in cv.fig.data] == [(t.type, t.name) for t in ref.data]   # plot_reliability's traces
+    assert [list(t.x) for t in cv.fig.data] == [list(t.x) for t in ref.data]
+    conf1 = sum(cv.fig.data[2].x) / len(cv.fig.data[2].x)    # the diagonal, a line per model, then bars
     cv.temp_slider.value = 5.0
-    conf5 = sum(cv.fig.data[3].x) / len(cv.fig.data[3].x)
-    assert conf5 < conf1                                      # softer softmax, lower confidence
+    conf5 = sum(cv.fig.data[2].x) / len(cv.fig.data[2].x)
+    assert conf5 < conf1 and "ft (ECE" in cv.fig.data[2].name  # softer softmax, lower confidence
     assert abs(sum(cv.fig.data[4].y) - 1) < 1e-6              # histogram fractions
     assert cv.rows[1]["ECE (T)"] != cv.rows[1]["ECE (T=1)"]
     cv.fit_button.click()

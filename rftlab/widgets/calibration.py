@@ -4,12 +4,12 @@ from __future__ import annotations
 import math
 
 import ipywidgets as w
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from ..analysis import apply_temperature, confidence_histogram, fit_temperature, reliability
+from ..classifier import ClipClassifier, as_classifier
 from ..evaluation import predict
-from ._helpers import LiveFigure, Messages, Panel, as_classifier, check_compatible, html_table
+from ..plots import confidence_trace, plot_reliability, reliability_trace
+from ._helpers import LiveFigure, Messages, Panel, check_compatible, html_table
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 TABLE_COLUMNS = ["model", "test set", "accuracy", "ECE (T=1)", "ECE (T)", "T fit on val", "ECE (T fit)"]
@@ -21,11 +21,11 @@ class CalibrationView(Panel):
 
     Logits are computed once per model and set (val included, for fitting T); the slider only
     re-bins them. ``models``: {name: ClipClassifier} (or one classifier / TrainResult / TrainPanel);
-    the zero-shot classifier is added as ``"zero-shot"`` unless ``zeroshot=False``.
+    the zero-shot classifier is added as ``"zero-shot"`` unless ``zeroshot=False``. The figure is
+    :func:`rftlab.plots.plot_reliability`'s with the confidence panel; its traces are updated in place.
     """
 
     def __init__(self, clip, models, task, zeroshot: bool = True, n_bins: int = 15, hist_bins: int = 20):
-        from ..classifier import ClipClassifier
         if not isinstance(models, dict):
             models = {"fine-tuned": models}
         models = {name: as_classifier(m, f"model {name!r}") for name, m in models.items()}
@@ -61,16 +61,13 @@ class CalibrationView(Panel):
         self.set_box.observe(lambda ch: self.show(test_set=ch["new"]), names="value")
         self.temp_slider.observe(lambda ch: self.set_temperature(ch["new"]), names="value")
         self.fit_button.on_click(lambda _: self.fit_temperature())
-        fig = make_subplots(rows=1, cols=2, subplot_titles=("reliability diagram", "confidence histogram"))
-        fig.update_layout(height=380, margin=dict(l=50, r=10, t=50, b=40), legend=dict(orientation="h", y=-0.2))
-        fig.update_xaxes(title_text="confidence", range=[0, 1])
-        fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
-        fig.update_yaxes(title_text="fraction of images", row=1, col=2)
-        self.live = LiveFigure(fig)
-        self.table = w.HTML()
         self.temperature = 1.0
         self.chosen: tuple[str, ...] = tuple(self.models)
         self.test_set = "id"
+        fig = self._figure(self.chosen)
+        fig.update_layout(height=380, margin=dict(l=50, r=10, t=50, b=40), legend=dict(orientation="h", y=-0.2))
+        self.live = LiveFigure(fig)
+        self.table = w.HTML()
         self.widget = w.VBox([
             w.HTML("<b>CalibrationView</b>: is confidence matched by accuracy?"),
             w.HBox([self.model_box, w.VBox([self.set_box, self.temp_slider, self.fit_button])]),
@@ -79,6 +76,16 @@ class CalibrationView(Panel):
         self.widget.add_class("rftlab-calibrationview")
         self.show()
 
+    def _curves(self, name: str, t: float) -> tuple[dict, list[dict]]:
+        """(reliability, confidence histogram rows) of model ``name`` on the chosen test set at T = t."""
+        logits, labels = apply_temperature(self.logits[(name, self.test_set)], t), self.labels[self.test_set]
+        return reliability(logits, labels, self.n_bins), confidence_histogram(logits, labels, self.hist_bins)
+
+    def _figure(self, models):
+        """plot_reliability's figure of ``models`` at the current temperature, each model in its own colour."""
+        curves = {name: self._curves(name, self.temperature) for name in models}
+        return plot_reliability({n: c[0] for n, c in curves.items()}, confidence={n: c[1] for n, c in curves.items()},
+                                colors={n: PALETTE[self.models.index(n) % len(PALETTE)] for n in models})
 
     # ------------------------------------------------------------------ public actions
     def show(self, models=None, test_set: str | None = None) -> None:
@@ -98,18 +105,9 @@ class CalibrationView(Panel):
             self.model_box.value = models
         if self.set_box.value != test_set:
             self.set_box.value = test_set
-        traces = [go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
-                             line=dict(dash="dot", color="gray"), hoverinfo="skip")]
-        for j, name in enumerate(models):
-            c = PALETTE[self.models.index(name) % len(PALETTE)]
-            traces.append(go.Scatter(x=[], y=[], mode="lines+markers", name=name, legendgroup=name,
-                                     line=dict(color=c), xaxis="x", yaxis="y"))
-            traces.append(go.Bar(x=[], y=[], name=name, legendgroup=name, showlegend=False, marker_color=c,
-                                 opacity=0.6, xaxis="x2", yaxis="y2"))
         with self.live.lock:
             self.live.fig.data = ()
-            self.live.fig.add_traces(traces)
-            self.live.fig.update_layout(barmode="overlay")
+            self.live.fig.add_traces(list(self._figure(models).data))
         self.set_temperature(self.temperature)
 
     def set_temperature(self, temperature: float) -> None:
@@ -131,19 +129,13 @@ class CalibrationView(Panel):
             self.temp_slider.value = t
         labels = self.labels[self.test_set]
         rows, eces = [], []
+        k = len(self.chosen)
         with self.live.batch() as fig:
             for j, name in enumerate(self.chosen):
                 logits = self.logits[(name, self.test_set)]
-                rel = reliability(apply_temperature(logits, t), labels, self.n_bins)
-                filled = [b for b in rel["bins"] if b["count"]]
-                line, bars = fig.data[1 + 2 * j], fig.data[2 + 2 * j]
-                line.x, line.y = [b["confidence"] for b in filled], [b["accuracy"] for b in filled]
-                line.text = [f"{b['count']} images" for b in filled]
-                line.name = f"{name} (ECE {rel['ece']:.3f})"
-                hist = confidence_histogram(apply_temperature(logits, t), labels, self.hist_bins)
-                bars.x = [(h["lower"] + h["upper"]) / 2 for h in hist]
-                bars.y = [h["fraction"] for h in hist]
-                bars.width = 1.0 / self.hist_bins
+                rel, hist = self._curves(name, t)
+                fig.data[1 + j].update(reliability_trace(name, rel))       # after the diagonal: lines, then bars
+                fig.data[1 + k + j].update(confidence_trace(hist))
                 t_fit = self.fitted[name]
                 rows.append({"model": name, "test set": self.test_set,
                              "accuracy": (logits.argmax(1) == labels).float().mean().item(),
