@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .encode import encode_image, encode_text
 from .losses import clip_loss
 from .train import lr_factor
 from .models.factory import DEFAULT_WEIGHTS, ClipModel, create_world_model, save_checkpoint
@@ -43,7 +44,7 @@ def world_zeroshot_report(clip: ClipModel, n_per_style: int = 250, seed: int = 1
     feats, facts = [], {k: [] for k in ("shape", "background", "style")}
     for s, style in enumerate(SPACE.style):
         images, f, _ = sample_world(n_per_style, seed=seed + s, style=s, with_captions=False)
-        feats.append(F.normalize(model.encode_image(clip.preprocess(images)), dim=-1))
+        feats.append(encode_image(model, clip.preprocess(images)))
         for k in facts:
             facts[k].append(f[k])
     x = torch.cat(feats)
@@ -96,8 +97,8 @@ def pretrain(steps=(1200, 600, 2400), batch_size: int = 256, lr=(2e-3, 1e-3, 5e-
                 z = model.visual(x)
                 loss = sum(F.cross_entropy(h(z), f[k]) for k, h in heads.items())
             else:
-                img = F.normalize(model.encode_image(x), dim=-1)
-                txt = F.normalize(model.encode_text(clip.tokenizer(caps)), dim=-1)
+                img = encode_image(model, x)
+                txt = encode_text(model, clip.tokenizer(caps))
                 loss = clip_loss(img, txt, model.logit_scale.exp())
             opt.zero_grad(set_to_none=True)
             loss.backward()
