@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from functools import lru_cache
 from importlib import resources
-import re
 from pathlib import Path
 from typing import Callable, Sequence
 
