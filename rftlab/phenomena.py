@@ -14,7 +14,7 @@ from .analysis.distortion import ALPHAS, wise_sweep
 from .classifier import ClipClassifier
 from .evaluation import evaluate
 from .train import TrainConfig, finetune
-from .world.tasks import load_task
+from .tasks import load_task
 
 
 def measure(clip, seeds=(0, 1, 2), spurious_config: TrainConfig | None = None,
