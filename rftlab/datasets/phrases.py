@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 # Class templates ('{}' is the class) that name each value of a dataset's metadata, dataset ->
-# metadata key -> value name -> phrases; loaders carry them as Task.metadata_phrases.
+# metadata key -> value name -> phrases; loaders carry them as Task.metadata_phrases. A word
+# (articles and prepositions aside) belongs to the phrases of one value only, since a
+# description is labelled with the values whose words it uses (Task.named_values).
 METADATA_PHRASES: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
     "waterbirds": {"place": {  # the Places scenes behind the birds: bamboo and broadleaf forest, ocean, lake
         "land": ("{} in a forest", "{} in a bamboo forest", "{} among the trees", "{} in the woods", "{} on land"),
         "water": ("{} on the water", "{} over the ocean", "{} on a lake", "{} on the sea", "{} near the water"),
     }},
     "celeba": {"Male": {  # the spurious attribute of the usual CelebA task; value names as celeba's _names
-        "female": ("a woman: {}", "a photo of a woman: {}", "a portrait of a woman: {}"),
-        "male": ("a man: {}", "a photo of a man: {}", "a portrait of a man: {}"),
+        "female": ("a woman: {}", "a female: {}"),
+        "male": ("a man: {}", "a male: {}"),
     }},
     "domainnet": {"domain": {
         "clipart": ("a clipart of a {}", "a clip art of a {}"),
