@@ -60,7 +60,7 @@ def _place_prompts() -> dict[str, list[str]]:
     return {p: [t for b, kind in BACKGROUNDS.items() if kind == p for t in bg[b]] for p in PLACES}
 
 
-def metadata_text(keys) -> dict:
+def _metadata_text(keys) -> dict:
     """``metadata_names``, ``metadata_phrases`` and ``metadata_prompts`` of a world task whose
     splits carry the metadata ``keys``: names from :data:`VALUE_NAMES`, phrases of the factors
     (:func:`~rftlab.world.captions.factor_phrases`), zero-shot prompts of the factors
@@ -160,7 +160,8 @@ def make_task(name: str = "custom", classes=("circle", "square"), correlation: f
     (``train_styles`` is not used). ``train_styles`` are the ID domain(s) (train, val, ID test);
     each of ``ood_styles`` becomes one OOD test set. ``scale`` is the range of object sizes (a
     fraction of the image half-width; pretraining saw 0.18 to 0.62) and ``rotation`` the largest
-    rotation in degrees (pretraining saw 20).
+    rotation in degrees (pretraining saw 20). The task names every metadata value
+    (``metadata_names``) and carries the world's phrases and prompts for them.
     """
     cls = _check_names("shape", classes, SHAPES)
     tr_st = _check_names("style", train_styles, STYLES)
@@ -237,7 +238,7 @@ def make_task(name: str = "custom", classes=("circle", "square"), correlation: f
     info["spurious"] = factors
     return Task(name, [SHAPES[c] for c in cls], list(WORLD_TEMPLATES), train, val, test, ood,
                 group_names=group_names, id_domain="+".join(id_styles), info=info,
-                contexts=list(WORLD_CONTEXTS), **metadata_text(train.meta))
+                contexts=list(WORLD_CONTEXTS), **_metadata_text(train.meta))
 
 
 FAR_SCALE = (0.18, 0.3)
@@ -284,7 +285,7 @@ def mystery_task(seed: int = 0, correlation: float = 0.95, n_train: int = 600, n
     train = hide(task.train)
     return dataclasses.replace(task, name="mystery", train=train, val=hide(task.val), test=hide(task.test),
                                group_names=[f"{c}/{v}" for c in task.classnames for v in "AB"],
-                               id_domain="world", info=info, **metadata_text(train.meta))
+                               id_domain="world", info=info, **_metadata_text(train.meta))
 
 
 def shift_task(train_style: str = "photo", n_train: int = 2000, n_val: int = 400, n_test: int = 800,
