@@ -19,7 +19,7 @@ _EXPORTS = {
     # data and tasks
     "Task": "rftlab.data",
     "Split": "rftlab.data",
-    "load_task": "rftlab.world.tasks",
+    "load_task": "rftlab.tasks",
     "make_task": "rftlab.world.tasks",
     "spurious_task": "rftlab.world.tasks",
     "shift_task": "rftlab.world.tasks",
@@ -70,7 +70,8 @@ _EXPORTS = {
     "encode_split": "rftlab.encode",
 }
 
-__all__ = sorted(_EXPORTS) + ["world", "losses", "metrics", "datasets", "analysis", "plots", "phrases", "exercises"]
+__all__ = sorted(_EXPORTS) + ["world", "tasks", "losses", "metrics", "datasets", "analysis", "plots", "phrases",
+                               "exercises"]
 
 
 def __getattr__(name: str):
@@ -78,7 +79,8 @@ def __getattr__(name: str):
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value
         return value
-    if name in ("world", "losses", "metrics", "methods", "data", "models", "datasets", "cache", "encode", "runs", "analysis", "plots", "phrases", "distributed", "exercises"):
+    if name in ("world", "tasks", "losses", "metrics", "methods", "data", "models", "datasets", "cache", "encode",
+                "runs", "analysis", "plots", "phrases", "distributed", "exercises"):
         return importlib.import_module(f"rftlab.{name}")
     raise AttributeError(f"module 'rftlab' has no attribute {name!r}")
 

@@ -208,7 +208,7 @@ SELECT = "val_acc"   # every protocol selects on ID validation accuracy of the t
 
 def protocol_tasks(name: str) -> tuple:
     """(the task fine-tuned on, the task scored) of a protocol."""
-    from .world.tasks import load_task
+    from .tasks import load_task
     if name == "shift":
         task = load_task("shift")
         return task, task

@@ -164,7 +164,7 @@ def cmd_compare(a) -> int:
     from .compare import compare, header, markdown_table
     from .methods import METHODS
     from .models.loading import load_model
-    from .world.tasks import load_task
+    from .tasks import load_task
     clip = load_model(a.model, a.pretrained)
     task = load_task(a.task)
     methods = list(METHODS) if a.methods == "all" else a.methods.split(",")

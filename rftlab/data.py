@@ -9,11 +9,16 @@ A split can restrict scoring to part of the task's classes: ``class_subset`` (th
 of a 200-class ImageNet variant inside a 1000-class task) sets every other logit to -inf
 before argmax, softmax, ECE and NLL; ``class_pool`` (ObjectNet inside a 1000-class task)
 also merges classes, scoring each merged class by the largest logit among its members.
+
+A task names its metadata values (``metadata_names``, as WILDS's ``_metadata_map``) and carries
+the words that describe them (``metadata_phrases``, ``metadata_prompts``), so analyses read the
+metadata of any task, world-generated or real, through the task alone.
 """
 from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping, Sequence
 
@@ -268,6 +273,9 @@ class Task:
     id_domain: str = "id"
     info: dict = field(default_factory=dict)
     contexts: list[str] | None = None  # CAR-FT's contexts ('{}' is the class); None: the templates
+    metadata_names: dict[str, list[str]] = field(default_factory=dict)
+    metadata_phrases: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    metadata_prompts: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     def __post_init__(self):
         for s in (self.train, self.val, self.test, *self.ood.values()):
@@ -283,6 +291,78 @@ class Task:
             if s.class_pool is not None and len(s.class_pool) != len(self.classnames):
                 raise ValueError(f"task {self.name!r}: split {s.name!r} has a class_pool over {len(s.class_pool)} "
                                  f"classes, expected one entry per task class ({len(self.classnames)})")
+        self._check_metadata_text()
+
+    def _check_metadata_text(self):
+        """``metadata_names`` name every value the splits carry; phrases and prompts name known values."""
+        splits = (self.train, self.val, self.test, *self.ood.values())
+        where = f"task {self.name!r}"
+        if self.group_names is not None:
+            for s in splits:
+                g = s.meta.get("group")
+                if g is not None and len(g) and int(g.max()) >= len(self.group_names):
+                    raise ValueError(f"{where}: split {s.name!r} has group values up to {int(g.max())} but "
+                                     f"group_names names {len(self.group_names)} groups; give one name per group")
+        self.metadata_names = {k: list(v) for k, v in self.metadata_names.items()}
+        for key, names in self.metadata_names.items():
+            if key in ("group", "label", "class"):
+                raise ValueError(f"{where}: metadata_names[{key!r}]: groups are named by group_names and labels "
+                                 f"by classnames; leave {key!r} out of metadata_names")
+            if not names or not all(isinstance(n, str) and n for n in names):
+                raise ValueError(f"{where}: metadata_names[{key!r}] must be a list of non-empty names, one per "
+                                 f"value 0, 1, ...; got {names!r}")
+            if len(set(names)) != len(names):
+                raise ValueError(f"{where}: metadata_names[{key!r}] repeats a name: {names}")
+            carried = [s for s in splits if key in s.meta]
+            if not carried:
+                raise ValueError(f"{where}: metadata_names names {key!r}, which no split carries (their metadata: "
+                                 f"{', '.join(sorted({k for s in splits for k in s.meta})) or 'none'})")
+            for s in carried:
+                v = torch.as_tensor(s.meta[key])
+                if len(v) and (int(v.min()) < 0 or int(v.max()) >= len(names)):
+                    raise ValueError(f"{where}: split {s.name!r} has {key!r} values from {int(v.min())} to "
+                                     f"{int(v.max())} but metadata_names[{key!r}] names values 0..{len(names) - 1} "
+                                     f"({', '.join(names)}); give one name per value")
+        for field_name, table, templated in (("metadata_phrases", self.metadata_phrases, True),
+                                             ("metadata_prompts", self.metadata_prompts, False)):
+            for key, per_value in table.items():
+                names = self.metadata_names.get(key)
+                if names is None:
+                    raise ValueError(f"{where}: {field_name}[{key!r}] describes metadata that metadata_names does "
+                                     f"not name; name its values in metadata_names[{key!r}] first")
+                if not templated and list(per_value) != names:
+                    raise ValueError(f"{where}: {field_name}[{key!r}] must give prompts for every value of "
+                                     f"{key!r}, in the order of metadata_names: {names}; got {list(per_value)}")
+                for value, texts in per_value.items():
+                    if value not in names:
+                        raise ValueError(f"{where}: {field_name}[{key!r}] describes {value!r}, which is not a "
+                                         f"value of {key!r} ({', '.join(names)})")
+                    if isinstance(texts, str) or not texts or not all(isinstance(t, str) and t for t in texts):
+                        raise ValueError(f"{where}: {field_name}[{key!r}][{value!r}] must be a list of texts")
+                    if templated and not all("{}" in t for t in texts):
+                        raise ValueError(f"{where}: {field_name}[{key!r}][{value!r}]: every phrase is a class "
+                                         f"template with '{{}}' where the class name goes; got {texts}")
+
+    def value_names(self, key: str) -> list[str] | None:
+        """The names of the values of metadata ``key`` (index order): ``group_names`` for
+        ``group``, the class names for ``label``/``class``, else ``metadata_names``; None when
+        the task does not name them."""
+        if key == "group":
+            return self.group_names
+        if key in ("label", "class"):
+            return self.classnames
+        return self.metadata_names.get(key)
+
+    def descriptions(self) -> list[str]:
+        """Every metadata phrase (class templates), key by key, value by value, without repeats:
+        descriptions of what an image shows besides its class."""
+        return list(dict.fromkeys(t for per_value in self.metadata_phrases.values()
+                                  for texts in per_value.values() for t in texts))
+
+    def named_values(self, description: str) -> tuple[str, list[str]] | None:
+        """The metadata key and values a description names, by :func:`named_values` over the
+        task's ``metadata_phrases``."""
+        return named_values(description, self.metadata_phrases)
 
     @property
     def context_templates(self) -> list[str]:
@@ -360,3 +440,28 @@ class Task:
         if self.info.get("note"):
             lines.append(f"  note: {self.info['note']}")
         return "\n".join(lines)
+
+
+# Words that name no metadata value: articles, prepositions and other glue of phrases.
+_GLUE = {"a", "an", "the", "of", "on", "in", "by", "over", "near", "among", "one", "there", "is", "this", "with",
+         "and", "at", "to", "from"}
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", text.replace("{}", " ").lower())) - _GLUE
+
+
+def named_values(description: str, phrases: Mapping[str, Mapping[str, Sequence[str]]]) -> tuple[str, list[str]] | None:
+    """The metadata key and the values (sorted) that ``description`` names: a value is named when
+    the description holds a word (glue words aside) of one of its phrases, ``phrases`` as
+    :attr:`Task.metadata_phrases`. None when it names no value, or values of several keys."""
+    hits: set[tuple[str, str]] = set()
+    words = _words(description)
+    for key, per_value in phrases.items():
+        for value, texts in per_value.items():
+            if any(words & _words(t) for t in texts):
+                hits.add((key, value))
+    keys = {k for k, _ in hits}
+    if len(keys) != 1:
+        return None
+    return keys.pop(), sorted(v for _, v in hits)

@@ -14,8 +14,8 @@ from .analysis.distortion import ALPHAS, wise_sweep
 from .classifier import ClipClassifier
 from .evaluation import evaluate
 from .recipes import TrainConfig
+from .tasks import load_task
 from .train import finetune
-from .world.tasks import load_task
 
 
 def measure(clip, seeds=(0, 1, 2), spurious_config: TrainConfig | None = None,

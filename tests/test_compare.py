@@ -25,7 +25,7 @@ def test_compare_rows_have_mean_and_std(clip, small_shift):
 def test_compare_cli_writes_json(tmp_path, capsys, monkeypatch):
     from rftlab.cli import main
     small = rftlab.make_task("spurious", ("square", "cross"), 0.95, n_train=64, n_val=32, n_test=32)
-    monkeypatch.setattr("rftlab.world.tasks.load_task", lambda name, **kw: small)
+    monkeypatch.setattr("rftlab.tasks.load_task", lambda name, **kw: small)
     out = tmp_path / "rows.json"
     assert main(["compare", "--task", "spurious", "--methods", "zeroshot", "--seeds", "1", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())

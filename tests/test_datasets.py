@@ -8,6 +8,7 @@ from PIL import Image
 
 import rftlab
 from rftlab.data import Split, Task
+from rftlab.data import named_values
 from rftlab.datasets import (DATASETS, imagenet_classnames, imagenet_task, imagenet_wnids, load_dataset,
                              natural_spurious_phrases, objectnet_mapping, subset_indices, subset_wnids, variant_split)
 from rftlab.errors import DatasetLayoutError
@@ -68,6 +69,18 @@ def test_natural_spurious_phrases():
         natural_spurious_phrases("weather")
 
 
+def test_metadata_phrases_name_one_value_per_word():
+    """A description is labelled with the values whose words it uses, so no word may name two values."""
+    from rftlab.datasets.phrases import METADATA_PHRASES
+    assert set(METADATA_PHRASES) <= set(DATASETS)
+    for dataset, keys in METADATA_PHRASES.items():
+        for key, per_value in keys.items():
+            for value, phrases in per_value.items():
+                assert all(p.count("{}") == 1 for p in phrases), (dataset, value)
+                for p in phrases:
+                    assert named_values(p, keys) == (key, [value]), (dataset, p)
+
+
 # ---------------------------------------------------------------- Waterbirds
 def test_waterbirds_labels_groups_splits(tmp_path):
     counts = {(0, 0, 0): 5, (0, 0, 1): 1, (0, 1, 0): 1, (0, 1, 1): 3}
@@ -80,6 +93,12 @@ def test_waterbirds_labels_groups_splits(tmp_path):
         assert _paths_exist(s)
     assert len(task.val) == len(task.test) == 8
     assert "{}" in task.templates[0] and task.info["spurious_phrases"]
+    assert task.metadata_names == {"place": ["land", "water"]} and task.value_names("place") == ["land", "water"]
+    assert list(task.metadata_phrases["place"]) == ["land", "water"] and "{} on a lake" in task.descriptions()
+    assert task.named_values("{} in a kitchen") is None and task.named_values("{} by the lake") == ("place", ["water"])
+    assert list(task.metadata_prompts["place"]) == ["land", "water"]
+    assert "landbird in a forest" in task.metadata_prompts["place"]["land"]
+    assert "waterbird on a lake" in task.metadata_prompts["place"]["water"]
     # the Task's own group evaluation: always "landbird" is right on landbird groups only
     logits = torch.zeros(len(task.test), 2)
     logits[:, 0] = 1
@@ -113,6 +132,11 @@ def test_celeba_minus_one_one_and_image_folders(tmp_path, kind, doubled):
     assert len(task.train) == len(task.val) == len(task.test) == 4
     assert ("img_align_celeba/img_align_celeba" in task.info["image_dir"]) == doubled
     assert _paths_exist(task.train)
+    assert set(task.metadata_names) == set(CELEBA_ATTRS)       # every attribute's values are named
+    assert task.metadata_names["Male"] == ["female", "male"]
+    assert task.metadata_names["5_o_Clock_Shadow"] == ["not 5 o clock shadow", "5 o clock shadow"]
+    assert list(task.metadata_phrases) == ["Male"] and task.named_values("a man: {}") == ("Male", ["male"])
+    assert "a woman: blond hair" in task.metadata_prompts["Male"]["female"]
 
 
 def test_celeba_other_target_and_unknown_attribute(tmp_path):
@@ -137,6 +161,10 @@ def test_domainnet_label_order_comes_from_the_split_files(tmp_path):
     assert (task.test.meta["domain"] == 0).all()
     for k, s in task.ood.items():
         assert (s.meta["domain"] == task.info["domains"].index(k)).all() and len(s) == 6
+    assert task.metadata_names == {"domain": task.info["domains"]} and task.value_names("domain")[0] == "real"
+    assert list(task.metadata_phrases["domain"]) == ["real", "clipart", "sketch"]
+    assert task.named_values("a pencil sketch of a {}") == ("domain", ["sketch"])
+    assert task.metadata_prompts["domain"]["sketch"][:2] == ["a sketch of a zebra", "a pencil sketch of a zebra"]
     # val is held out of the ID train file, class by class
     assert set(task.train.images).isdisjoint(task.val.images) and len(task.train) + len(task.val) == 15
     assert torch.bincount(task.val.labels).tolist() == [1, 1, 1]
@@ -146,6 +174,8 @@ def test_domainnet_choices_and_errors(tmp_path):
     root = domainnet_tree(tmp_path / "dn")
     task = load_dataset("domainnet", root, id_domain="sketch", ood_domains=["real"])
     assert list(task.ood) == ["real"] and task.id_domain == "sketch"
+    assert task.metadata_names == {"domain": ["sketch", "real"]} and list(task.metadata_prompts["domain"]) == [
+        "sketch", "real"]
     with pytest.raises(DatasetLayoutError, match="ID domain 'painting' not found.*clipart, real, sketch"):
         load_dataset("domainnet", root, id_domain="painting")
     with pytest.raises(ValueError, match="quickdraw"):
@@ -236,6 +266,9 @@ def test_imagenet_task_with_every_shift(imagenet_roots):
     m = task.evaluate(logits)
     assert set(m["ood_acc"]) == set(ood) and all(0 <= v <= 1 for v in m["ood_acc"].values())
     assert all(math.isfinite(v) for v in m["ood_ece"].values()) and math.isfinite(m["nll"])
+    # the ImageNet family and ObjectNet carry no metadata: nothing to name or describe
+    assert not any(s.meta for s in task.eval_splits().values())
+    assert task.metadata_names == task.metadata_phrases == task.metadata_prompts == {} and task.descriptions() == []
 
 
 def test_masking_a_1000_way_head_to_a_subset(imagenet_roots):
@@ -263,6 +296,7 @@ def test_objectnet_pools_imagenet_classes_and_crops_its_border(imagenet_roots):
     sub = load_dataset("objectnet", imagenet_roots["objectnet"], holdout=HOLD)
     assert sub.num_classes == 113 and sub.classnames[0] == "alarm clock"
     assert sorted(set(sub.test.labels.tolist())) == [0, 1]  # squeegee (no ImageNet class) left out
+    assert not sub.test.meta and sub.metadata_names == {}
     im = sub.test.load_image(sub.test.images[0])
     assert im.mode == "RGB" and im.size == (8, 8) and im.getpixel((0, 0)) != (255, 0, 0)
     full, names = variant_split("objectnet", imagenet_roots["objectnet"], "imagenet")
@@ -304,6 +338,7 @@ def test_csv_names_integers_groups_and_split_column(tmp_path):
         for p, y, g in zip(s.images, s.labels.tolist(), s.meta["group"].tolist()):
             i = int(Path(p).stem)
             assert (y, g) == (i % 2, i // 2 % 2)
+    assert task.value_names("group") == ["in", "out"] and task.metadata_names == {}
     m = task.evaluate({"id": torch.zeros(8, 2)})  # always "cat"
     by_hand = {n: (task.test.labels[task.test.meta["group"] == k] == 0).float().mean().item()
                for k, n in enumerate(task.group_names)}

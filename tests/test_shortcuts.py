@@ -6,9 +6,10 @@ import pytest
 import torch
 
 import rftlab
-from rftlab.analysis import discover_shortcuts, world_concept
+from rftlab.analysis import discover_shortcuts
 from rftlab.encode import text_features
 from rftlab.analysis.shortcuts import default_candidates, names_factor
+from rftlab.world import world_concept
 
 PLACE_WORDS = (["on the water", "in the ocean", "on a lake"], ["on the grass", "in the desert", "in the forest"])
 
@@ -105,9 +106,13 @@ def test_world_concepts_label_rows_without_steering_them():
 
 
 def test_default_candidates_are_words_the_world_model_learned(clip, task):
+    import hashlib
     cands = default_candidates(task, clip.tokenizer)
     assert "{} on the water" in cands and "blue {}" in cands and "a sketch of a {}" in cands
     assert not any(w in c for c in cands for w in ("striped", "blurred", "texture", "sunset"))
+    # the very list (and order) drawn from the world's tables before tasks carried their phrases
+    assert len(cands) == 47 and hashlib.sha256("\n".join(cands).encode()).hexdigest()[:16] == "085b9aca38e78d50"
+    assert cands[:2] == ["{} in the ocean", "{} on the sea"] and cands[-1] == "{} near the water"
 
 
 def test_errors_are_explained(clip, task, zs):

@@ -195,3 +195,83 @@ def test_an_ood_style_cannot_be_the_planted_style():
     with pytest.raises(ValueError, match="in-distribution styles"):
         rftlab.make_task("bad", ("circle", "ring"), 0.9, ood_styles=("sketch",), spurious="style", n_train=8,
                          n_val=8, n_test=8)
+
+
+def test_world_tasks_draw_what_they_drew_before_they_named_their_metadata():
+    """Splits (images, labels, every metadata key), groups and info of each world task are the very
+    ones drawn before tasks carried metadata_names (fingerprints recorded from that code)."""
+    import hashlib
+
+    def fingerprint(task):
+        h = hashlib.sha256()
+        for s in (task.train, task.val, task.test, *task.ood.values()):
+            h.update(s.images.numpy().tobytes())
+            h.update(s.labels.numpy().tobytes())
+            for k in sorted(s.meta):
+                h.update(k.encode())
+                h.update(s.meta[k].numpy().tobytes())
+        h.update(repr((task.group_names, task.info)).encode())
+        return h.hexdigest()[:16]
+    small = dict(n_train=40, n_val=32, n_test=32)
+    recorded = [("shift", {}, "e56da4221c1a9372"), ("broad", {}, "501794e10db4c13d"),
+                ("mystery", {"seed": 0}, "27cc52829f220a41"), ("mystery", {"seed": 3}, "6a6495ae7d541eae"),
+                ("spurious", {"spurious": ("color", "style"), "correlation": 0.9}, "d4d3fbc6af6c1cc2")]
+    for name, kw, fp in recorded:
+        assert fingerprint(rftlab.load_task(name, **kw, **small)) == fp, (name, kw)
+
+
+def test_world_tasks_name_and_describe_their_metadata():
+    from rftlab.world import COLORS, SHAPES, STYLES, factor_prompts, world_concept
+    task = rftlab.load_task("spurious", spurious=("background", "color"), correlation=0.9, n_train=40, n_val=32,
+                            n_test=32)
+    keys = set(task.test.meta) - {"group"}
+    assert set(task.metadata_names) == keys == {"shape", "color", "background", "style", "place", "domain", "warmth"}
+    assert task.metadata_names["shape"] == list(SHAPES) and task.metadata_names["color"] == list(COLORS)
+    assert task.metadata_names["domain"] == task.metadata_names["style"] == list(STYLES)
+    assert task.metadata_names["place"] == list(PLACES) and task.metadata_names["warmth"] == ["warm", "cool"]
+    assert task.value_names("group") == task.group_names and task.value_names("label") == task.classnames
+    for key in keys:   # every value a split carries has a name
+        assert int(torch.cat([s.meta[key] for s in (task.train, task.val, task.test)]).max()) < len(
+            task.metadata_names[key])
+    assert list(task.metadata_phrases) == ["background", "color", "style"]
+    assert task.metadata_phrases["color"]["blue"] == ["blue {}"]
+    assert task.metadata_prompts["style"] == factor_prompts("style")
+    assert list(task.metadata_prompts["place"]) == ["land", "water"]
+    assert "a circle on the water" in task.metadata_prompts["place"]["water"]
+    # the task labels a description as the world does
+    for d in task.descriptions() + ["{} in a kitchen", "blue {} on the sea", "a picture of a {}"]:
+        named = task.named_values(d)
+        assert world_concept(d) == (None if named is None else {"factor": named[0], "values": named[1]}), d
+    # the mystery task keeps the names of what it still carries, not of the hidden key
+    mystery = rftlab.load_task("mystery", seed=2, n_train=40, n_val=32, n_test=32)   # background planted
+    assert "place" not in mystery.test.meta and "place" not in mystery.metadata_names
+    assert "place" not in mystery.metadata_prompts and "background" in mystery.metadata_names
+
+
+def test_bad_metadata_names_are_explained():
+    task = rftlab.load_task("spurious", n_train=40, n_val=32, n_test=32)
+
+    def remade(**kw):
+        import dataclasses
+        return dataclasses.replace(task, **kw)
+    names = task.metadata_names
+    with pytest.raises(ValueError, match=r"'background' values from 0 to 5 but metadata_names\['background'\] "
+                                         r"names values 0..3 \(ocean, lake, grass, forest\)"):
+        remade(metadata_names={**names, "background": ["ocean", "lake", "grass", "forest"]})
+    with pytest.raises(ValueError, match="names 'weather', which no split carries"):
+        remade(metadata_names={**names, "weather": ["sun", "rain"]})
+    with pytest.raises(ValueError, match="repeats a name"):
+        remade(metadata_names={**names, "place": ["land", "land"]})
+    with pytest.raises(ValueError, match="groups are named by group_names"):
+        remade(metadata_names={**names, "group": ["a", "b", "c", "d"]})
+    with pytest.raises(ValueError, match="group values up to 3 but group_names names 2 groups"):
+        remade(group_names=["square", "cross"])
+    with pytest.raises(ValueError, match=r"metadata_phrases\['place'\] describes 'sea', which is not a value"):
+        remade(metadata_phrases={"place": {"sea": ["{} on the sea"]}})
+    with pytest.raises(ValueError, match="class template with '{}'"):
+        remade(metadata_phrases={"place": {"water": ["on the sea"]}})
+    with pytest.raises(ValueError, match=r"metadata_phrases\['tint'\] describes metadata that metadata_names does "
+                                         r"not name"):
+        remade(metadata_phrases={"tint": {"red": ["red {}"]}})
+    with pytest.raises(ValueError, match=r"prompts for every value of 'place', in the order of metadata_names"):
+        remade(metadata_prompts={"place": {"water": ["a square on the sea"], "land": ["a square on the grass"]}})

@@ -5,8 +5,9 @@ import re
 import pytest
 import torch
 
-from rftlab.world import (BACKGROUNDS, COLORS, SHAPES, STYLES, WorldTokenizer, captions, factor_prompts,
-                          render, sample_factors, sample_world)
+from rftlab.world import (BACKGROUNDS, COLORS, SHAPES, STYLES, WorldTokenizer, captions, factor_phrases,
+                          factor_prompts, render, sample_factors, sample_world)
+from rftlab.world.captions import spurious_phrases
 from rftlab.world.factors import BACKGROUND_PHRASES, SPACE
 
 
@@ -105,6 +106,9 @@ def test_tokenizer_follows_clip_conventions():
     cfg = json.load(open("rftlab/model_configs/rftlab-world.json"))
     assert cfg["text_cfg"]["vocab_size"] == tok.vocab_size
     assert cfg["text_cfg"]["context_length"] == tok.context_length
+    # it tells which of its words the world model learned: the captions' and templates', not the extra ones
+    assert {"sketch", "water", "an"} <= tok.trained_words < set(tok.words)
+    assert "striped" in tok.words and "striped" not in tok.trained_words
 
 
 def test_random_texts_are_lipsum_shaped():
@@ -119,6 +123,18 @@ def test_factor_prompts_cover_every_value():
     for factor in ("shape", "color", "background", "style"):
         p = factor_prompts(factor)
         assert list(p) == list(SPACE.names(factor)) and all(p.values())
+
+
+def test_factor_phrases_are_class_templates_of_every_value_but_the_shape():
+    phrases = factor_phrases()
+    assert list(phrases) == ["background", "color", "style"]
+    for factor, per_value in phrases.items():
+        assert list(per_value) == list(SPACE.names(factor))
+        assert all(t.count("{}") == 1 for texts in per_value.values() for t in texts)
+    assert phrases["background"]["lake"][2] == "{} on the water" and phrases["style"]["sketch"][0] == "a sketch of a {}"
+    # StarFT's world phrases are the same texts: every background phrase, then every colour
+    assert spurious_phrases() == ([f"{{}} {p}" for pool in BACKGROUND_PHRASES.values() for p in pool]
+                                  + [f"{c} {{}}" for c in COLORS])
 
 
 def test_bad_factor_names_are_explained():

@@ -17,7 +17,7 @@ from .distortion import (ALPHAS, default_layers, effective_robustness, energy_ga
                          layer_drift, layer_features, layer_source, linear_cka, robustness_line,
                          wise_interpolate, wise_sweep)
 from .embedding import EmbeddingDrift, Projector, embedding_drift, points_table
-from .shortcuts import Shortcuts, discover_shortcuts, world_concept
+from .shortcuts import Shortcuts, discover_shortcuts
 from .spuriosity import (candidate_descriptions, description_alignment, description_shift, group_accuracy,
                          group_table, rank_descriptions, zeroshot_group_accuracy)
 
@@ -31,7 +31,7 @@ __all__ = [
     "group_accuracy", "group_table", "zeroshot_group_accuracy", "description_alignment", "description_shift",
     "candidate_descriptions", "rank_descriptions",
     # shortcut discovery
-    "discover_shortcuts", "Shortcuts", "world_concept",
+    "discover_shortcuts", "Shortcuts",
     # context
     "context_distribution", "context_kl_per_image", "context_shift", "ContextShift", "context_recognition",
     "context_recognition_table",

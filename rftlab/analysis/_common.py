@@ -84,22 +84,10 @@ def known_texts(tokenizer, texts: Sequence[str]) -> list[str]:
 
 
 def value_names(key: str, task: Task | None, values: torch.Tensor) -> dict[int, str]:
-    """Readable names for the values of a metadata key (world factors, groups, classes)."""
+    """Readable names for the values of a metadata key (:meth:`rftlab.data.Task.value_names`:
+    groups, classes, the task's ``metadata_names``); a value the task does not name is its number."""
     vals = [int(v) for v in torch.unique(torch.as_tensor(values))]
-    table: Sequence[str] | None = None
-    if key == "group" and task is not None and task.group_names:
-        table = task.group_names
-    elif key in ("label", "class") and task is not None:
-        table = task.classnames
-    else:
-        from ..world.factors import FACTORS, SPACE
-        if key in FACTORS:
-            table = SPACE.names(key)
-        elif key == "domain":
-            table = SPACE.names("style")
-        elif key == "place":
-            from ..world.tasks import PLACES
-            table = PLACES
+    table = task.value_names(key) if task is not None else None
     return {v: (table[v] if table is not None and 0 <= v < len(table) else str(v)) for v in vals}
 
 

@@ -116,17 +116,6 @@ def context_shift(theta0, theta, data: Task | Split, tokenizer, transform=None, 
     return ContextShift(contexts, p0, p, context_kl_per_image(f, f0, w, scale), w)
 
 
-def _factor_prompts(factor: str) -> tuple[dict[str, list[str]], str]:
-    """(prompts per value, metadata key) for a world factor, or for ``place`` (land / water)."""
-    from ..world.captions import factor_prompts
-    if factor == "place":
-        from ..world.factors import BACKGROUNDS
-        from ..world.tasks import PLACES
-        bg = factor_prompts("background")
-        return {p: [t for b, kind in BACKGROUNDS.items() if kind == p for t in bg[b]] for p in PLACES}, "place"
-    return factor_prompts(factor), factor
-
-
 def context_recognition(model, data: Task | Split, tokenizer, transform=None, *, factor: str = "style",
                         split: str = "all", prompts: Mapping[str, Sequence[str]] | None = None,
                         key: str | None = None, features: torch.Tensor | None = None) -> dict:
@@ -134,19 +123,25 @@ def context_recognition(model, data: Task | Split, tokenizer, transform=None, *,
     with a prompt head (:func:`rftlab.zeroshot.prompt_head`, ``model``'s own text tower) and
     score it against the metadata.
 
-    ``factor``: a world factor (style, background, color, shape) or ``place``; prompts come from
-    :func:`rftlab.world.captions.factor_prompts`. Elsewhere pass ``prompts`` ({value name: texts},
-    in metadata index order) and ``key`` (the metadata key). ``split="all"`` pools the task's test
-    sets (ID and OOD), so every style appears. Returns ``factor, accuracy, per_value`` (name ->
-    accuracy), ``n``, ``confusion`` (true value x predicted value counts).
+    ``factor``: a metadata key whose values the task has prompts for (``task.metadata_prompts``:
+    on world tasks style, background, color, shape and place; Waterbirds' place, DomainNet's
+    domain...). Otherwise pass ``prompts`` ({value name: texts}, in metadata index order) and
+    ``key`` (the metadata key; default ``factor``). ``split="all"`` pools the task's test sets (ID
+    and OOD), so every style appears. Returns ``factor, accuracy, per_value`` (name -> accuracy),
+    ``n``, ``confusion`` (true value x predicted value counts).
     """
     from ..zeroshot import prompt_head
-    if prompts is None:
-        prompts, default_key = _factor_prompts(factor)
-        key = key or default_key
     key = key or factor
     s, task = resolve_split(data, split)
     truth = group_key(s, key)
+    if prompts is None:
+        known = task.metadata_prompts if task is not None else {}
+        if factor not in known:
+            raise ValueError(f"no prompts for the values of {factor!r}: "
+                             + (f"task {task.name!r} has prompts for {', '.join(known) or 'no metadata'}"
+                                if task is not None else "a bare Split carries none, pass the Task")
+                             + "; or pass prompts={value name: [texts]} (in metadata index order) and key=")
+        prompts = known[factor]
     check_tokenizer(model, tokenizer)
     head = prompt_head(clip_of(model), tokenizer, prompts).float().cpu()
     f = image_features(model, s, transform, features)

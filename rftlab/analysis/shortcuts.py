@@ -107,50 +107,15 @@ class Shortcuts:
         return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- world concepts
-_STOP = {"a", "an", "the", "of", "on", "in", "by", "over", "near", "among", "one", "there", "is", "this", "with",
-         "and", "at", "to", "from"}
-
-
-def _words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z]+", text.lower())) - _STOP
-
-
-def _concept_words() -> dict[str, set[tuple[str, str]]]:
-    from ..world.factors import BACKGROUND_PHRASES, COLORS, STYLE_PREFIXES
-    table: dict[str, set[tuple[str, str]]] = {}
-    for factor, pools in (("background", BACKGROUND_PHRASES), ("style", STYLE_PREFIXES)):
-        for value, phrases in pools.items():
-            for p in phrases:
-                for w in _words(p):
-                    table.setdefault(w, set()).add((factor, value))
-    for c in COLORS:
-        table.setdefault(c, set()).add(("color", c))
-    return table
-
-
-def world_concept(description: str) -> dict | None:
-    """The world factor a description names, from the world's own phrase tables: ``{"factor":
-    "background", "values": ["lake", "ocean"]}`` for ``"{} on the water"``; None when it names
-    none (or several factors). Only labels results: discovery never reads it."""
-    hits: set[tuple[str, str]] = set()
-    table = _concept_words()
-    for w in _words(description.replace("{}", " ")):
-        hits |= table.get(w, set())
-    factors = {f for f, _ in hits}
-    if len(factors) != 1:
-        return None
-    return {"factor": factors.pop(), "values": sorted(v for _, v in hits)}
-
-
+# --------------------------------------------------------------------------- candidates
 def default_candidates(task: Task | None, tokenizer) -> list[str]:
-    """The world's factor phrases and rftlab's phrase pools (:func:`candidate_descriptions`);
-    with the world's tokenizer, only phrases made of words its captions and templates use (words
-    it knows but never trained on, such as "striped", cannot be judged)."""
+    """The task's metadata phrases and rftlab's phrase pools (:func:`candidate_descriptions`);
+    with a tokenizer that tells which words its model learned (``tokenizer.trained_words``: the
+    world's), only phrases made of those (words it knows but never trained on, such as
+    "striped", cannot be judged)."""
     out = candidate_descriptions(task, tokenizer, ("factors", "phrases"))
-    from ..world.captions import WorldTokenizer, trained_vocabulary
-    if isinstance(tokenizer, WorldTokenizer):
-        trained = set(trained_vocabulary())
+    trained = getattr(tokenizer, "trained_words", None)
+    if trained is not None:
         out = [t for t in out if set(re.findall(r"[a-z]+", t.replace("{}", " ").lower())) <= trained]
     return out
 
@@ -225,7 +190,9 @@ def discover_shortcuts(model, task: Task, tokenizer, transform=None, *, referenc
     ``rest_acc`` (accuracy on that class's images in the group / the rest), ``n`` (their
     number), ``fraction`` (the group size kept), ``images`` (indices into the split of the group's
     best-fitting images of that class), ``synonyms`` (merged descriptions), ``factor`` /
-    ``values`` (the world factor named, if any: :func:`world_concept`).
+    ``values`` (the metadata key and values the description names, if any, by the words of the
+    task's ``metadata_phrases``: :meth:`rftlab.data.Task.named_values`; labels only, never read
+    to rank).
     """
     if not isinstance(task, Task):
         raise TypeError("discover_shortcuts needs a Task (class names fill the '{}' of descriptions)")
@@ -339,7 +306,7 @@ def discover_shortcuts(model, task: Task, tokenizer, transform=None, *, referenc
         in_group = mk[idx]
         right = (logits[idx].argmax(1) == c_star)
         best = [int(idx[i]) for i in order[:, k].tolist() if in_group[i]][:n_images]
-        concept = world_concept(candidates[k])
+        named = task.named_values(candidates[k])
         row = {"description": candidates[k], "score": score[k].item(), "stderr": stderr[k].item(),
                "z": zval[k].item(), "significant": bool(zval[k] > threshold and score[k] >= min_score),
                "toward": task.classnames[j],
@@ -347,8 +314,7 @@ def discover_shortcuts(model, task: Task, tokenizer, transform=None, *, referenc
                "class": task.classnames[c_star], "group_acc": right[in_group].float().mean().item(),
                "rest_acc": right[~in_group].float().mean().item(), "n": int(in_group.sum()), "fraction": fractions[f],
                "images": best,
-               "synonyms": [], "factor": concept["factor"] if concept else None,
-               "values": concept["values"] if concept else []}
+               "synonyms": [], "factor": named[0] if named else None, "values": named[1] if named else []}
         rows.append(row)
         kept_masks.append((mk, j, row))
     rows = [{"rank": i + 1, **r} for i, r in enumerate(rows)]
@@ -368,9 +334,9 @@ def _jaccard(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def names_factor(row: dict, factor: str, values: Sequence[str] | None = None) -> bool:
-    """Whether a ranking row names ``factor`` (and one of ``values``, when given), by
-    :func:`world_concept` of its description."""
+    """Whether a ranking row names ``factor`` (and one of ``values``, when given): its
+    ``factor`` / ``values`` labels (:meth:`rftlab.data.Task.named_values` of its description)."""
     return row.get("factor") == factor and (values is None or bool(set(row.get("values", [])) & set(values)))
 
 
-__all__ = ["discover_shortcuts", "Shortcuts", "world_concept", "default_candidates", "names_factor", "ALPHA"]
+__all__ = ["discover_shortcuts", "Shortcuts", "default_candidates", "names_factor", "ALPHA"]

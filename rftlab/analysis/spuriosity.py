@@ -158,12 +158,12 @@ def candidate_descriptions(task: Task | None = None, tokenizer=None,
                            sources: Sequence[str] | Callable = ("factors", "phrases")) -> list[str]:
     """Candidate descriptions to rank, without any network.
 
-    ``factors``: the world's factor phrases as class templates: every background phrase and
-    colour (:func:`rftlab.world.captions.spurious_phrases`) and every style prefix
-    (``"a sketch of a {}"``). ``phrases``: rftlab's StarFT-style pools
-    (:data:`rftlab.phrases.PHRASE_POOLS`). A callable is called with the task (or None) and
-    returns a list of strings. With a tokenizer that knows its vocabulary (the world's),
-    candidates with unknown words are dropped.
+    ``factors``: the phrases of the task's metadata values as class templates
+    (:meth:`rftlab.data.Task.descriptions`; on world tasks every background phrase, colour and
+    style prefix: ``"{} on the water"``, ``"blue {}"``, ``"a sketch of a {}"``; none without a
+    task). ``phrases``: rftlab's StarFT-style pools (:data:`rftlab.phrases.PHRASE_POOLS`). A
+    callable is called with the task (or None) and returns a list of strings. With a tokenizer
+    that knows its vocabulary (the world's), candidates with unknown words are dropped.
     """
     if callable(sources):
         out = list(sources(task))
@@ -173,9 +173,7 @@ def candidate_descriptions(task: Task | None = None, tokenizer=None,
         out = []
         for src in sources:
             if src == "factors":
-                from ..world.captions import spurious_phrases
-                from ..world.factors import STYLE_PREFIXES
-                out += spurious_phrases() + [f"{p} {{}}" for pool in STYLE_PREFIXES.values() for p in pool]
+                out += task.descriptions() if task is not None else []
             elif src == "phrases":
                 from ..phrases import phrase_pool
                 out += phrase_pool()

@@ -8,6 +8,7 @@ import torch
 
 from ..data import Task
 from ._common import check_root, first_missing, layout_error, make_split, natural_info, read_json
+from .phrases import metadata_text
 
 LAYOUT = """\
 <root>/
@@ -93,7 +94,8 @@ def celeba(root, target: str = "Blond_Hair", spurious: str = "Male", templates=N
     """CelebA from its folder: label = ``target`` attribute, groups ``2 * label + spurious``
     (default: blond hair against male), the official partition. Attributes are read as -1/1
     and stored as 0/1; every attribute is a metadata tensor (int8) under its CelebA name,
-    with ``group`` beside them."""
+    with ``group`` beside them; ``metadata_names`` names each attribute's values ("female",
+    "male"), and ``Male`` is phrased and prompted (``metadata_phrases``, ``metadata_prompts``)."""
     root = check_root("celeba", root, LAYOUT)
     names, ids, values = _read_attributes(_find(root, "list_attr_celeba"))
     for a in (target, spurious):
@@ -135,4 +137,5 @@ def celeba(root, target: str = "Blond_Hair", spurious: str = "Male", templates=N
     return Task("celeba", classes, list(templates or prompts.get(target, prompts["default"])),
                 splits["train"], splits["val"], splits["test"],
                 group_names=[f"{c}/{p}" for c in classes for p in spur], id_domain="celeba",
-                info=natural_info(root=str(root), target=target, spurious=spurious, image_dir=str(image_dir)))
+                info=natural_info(root=str(root), target=target, spurious=spurious, image_dir=str(image_dir)),
+                **metadata_text("celeba", {n: _names(n) for n in names}, classes))

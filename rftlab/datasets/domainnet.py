@@ -8,6 +8,7 @@ import torch
 from ..data import Task
 from ._common import (check_root, class_name, first_missing, layout_error, make_split, natural_info,
                       read_json, stratified_parts, subdirs)
+from .phrases import metadata_text
 
 DOMAINS = ("clipart", "infograph", "painting", "quickdraw", "real", "sketch")
 
@@ -65,7 +66,8 @@ def domainnet(root, id_domain: str = "real", ood_domains=None, val_fraction: flo
     """DomainNet from its folder: train and ID test from ``id_domain``'s official split files,
     val a class-stratified ``val_fraction`` of its train file (DomainNet has no val split),
     one OOD test set per other domain present (or ``ood_domains``). Labels come from the
-    split files. Metadata: ``domain`` (index into ``task.info["domains"]``)."""
+    split files. Metadata: ``domain`` (index into ``task.info["domains"]``, which
+    ``metadata_names["domain"]`` names; phrased and prompted per domain)."""
     if not 0 < val_fraction < 1:
         raise ValueError(f"domainnet: val_fraction is the share of the ID train file held out as val, "
                          f"between 0 and 1; got {val_fraction}")
@@ -105,4 +107,5 @@ def domainnet(root, id_domain: str = "real", ood_domains=None, val_fraction: flo
     prompts = read_json("prompts.json")["domainnet"]
     return Task("domainnet", classnames, list(templates or prompts["templates"]),
                 full_train.select(tr, "train"), full_train.select(va, "val"), test, ood,
-                id_domain=id_domain, info=natural_info(root=str(root), domains=domains, val_fraction=val_fraction))
+                id_domain=id_domain, info=natural_info(root=str(root), domains=domains, val_fraction=val_fraction),
+                **metadata_text("domainnet", {"domain": domains}, classnames))

@@ -5,6 +5,7 @@ import csv
 
 from ..data import Task
 from ._common import check_root, first_missing, layout_error, make_split, natural_info, read_json, subdirs
+from .phrases import metadata_text
 
 LAYOUT = """\
 <root>/                              e.g. waterbird_complete95_forest2water2/
@@ -32,7 +33,8 @@ def _find_csv(root):
 def waterbirds(root, templates=None) -> Task:
     """Waterbirds from its folder: classes landbird / waterbird, groups ``2 * y + place``
     ("landbird/land", "landbird/water", "waterbird/land", "waterbird/water"), the official
-    train / val / test split. Metadata: ``group``, ``place`` (0 land, 1 water)."""
+    train / val / test split. Metadata: ``group``, ``place`` (0 land, 1 water; named, phrased and
+    prompted in ``metadata_names`` / ``metadata_phrases`` / ``metadata_prompts``)."""
     root = _find_csv(check_root("waterbirds", root, LAYOUT))
     prompts = read_json("prompts.json")["waterbirds"]
     with open(root / "metadata.csv", newline="", encoding="utf-8") as f:
@@ -70,4 +72,5 @@ def waterbirds(root, templates=None) -> Task:
     return Task("waterbirds", list(classes), list(templates or prompts["templates"]),
                 splits["train"], splits["val"], splits["test"],
                 group_names=[f"{c}/{p}" for c in classes for p in places], id_domain="waterbirds",
-                info=natural_info(root=str(root), places=list(places)))
+                info=natural_info(root=str(root), places=list(places)),
+                **metadata_text("waterbirds", {"place": list(places)}, list(classes)))

@@ -199,7 +199,7 @@ class TrainPanel(Panel):
     def task(self) -> Task:
         name = self.task_box.value
         if self._tasks[name] is None:
-            from ..world.tasks import load_task
+            from ..tasks import load_task
             self._tasks[name] = load_task(name)
         return self._tasks[name]
 

@@ -5,6 +5,7 @@ import re
 
 import torch
 
+from ..data import named_values
 from .factors import (BACKGROUND_PHRASES, COLORS, PLAIN_PREFIXES, SHAPES, STYLE_PREFIXES,
                       STYLES)
 
@@ -105,6 +106,8 @@ class WorldTokenizer:
 
     def __init__(self, vocabulary: list[str] | None = None, context_length: int = 16):
         self.words = list(vocabulary) if vocabulary is not None else world_vocabulary()
+        # the words the world model learned (its captions' and templates'); the others' embeddings are untrained
+        self.trained_words = frozenset(trained_vocabulary())
         self.pad_token_id, self.unk_token_id = 0, 1
         self._index = {w: i + 2 for i, w in enumerate(self.words)}
         self.sot_token_id = len(self.words) + 2
@@ -155,8 +158,27 @@ def factor_prompts(factor: str) -> dict[str, list[str]]:
     raise ValueError(f"unknown factor {factor!r}; choose shape, color, background or style")
 
 
+def factor_phrases() -> dict[str, dict[str, list[str]]]:
+    """Class templates ('{}' is the class) that name each value of the world's factors besides
+    the shape, factor by factor: every background phrase ("{} on the water"), every colour
+    ("blue {}") and every style prefix ("a sketch of a {}"). World tasks carry them as
+    ``metadata_phrases``."""
+    return {"background": {b: [f"{{}} {p}" for p in BACKGROUND_PHRASES[b]] for b in _BG_NAMES},
+            "color": {c: [f"{c} {{}}"] for c in _COLOR_NAMES},
+            "style": {st: [f"{p} {{}}" for p in STYLE_PREFIXES[st]] for st in STYLES}}
+
+
 def spurious_phrases() -> list[str]:
     """StarFT-style class-agnostic spurious phrases for the world ('{}' is the class):
     every background phrase and every colour, the world's known spurious factors."""
-    return ([f"{{}} {p}" for pool in BACKGROUND_PHRASES.values() for p in pool]
-            + [f"{c} {{}}" for c in COLORS])
+    phrases = factor_phrases()
+    return [t for factor in ("background", "color") for texts in phrases[factor].values() for t in texts]
+
+
+def world_concept(description: str) -> dict | None:
+    """The world factor a description names, from the world's own phrases (:func:`factor_phrases`):
+    ``{"factor": "background", "values": ["lake", "ocean"]}`` for ``"{} on the water"``; None when
+    it names none (or several factors). On a world task, :func:`rftlab.analysis.discover_shortcuts`
+    labels its rows the same way, through the task's ``metadata_phrases``."""
+    found = named_values(description, factor_phrases())
+    return None if found is None else {"factor": found[0], "values": found[1]}

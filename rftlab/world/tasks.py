@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Sequence
 
 import torch
 
 from ..data import Split, Task
-from .captions import WORLD_CONTEXTS, WORLD_TEMPLATES
-from .factors import BACKGROUNDS, SHAPES, SPACE, STYLES
+from .captions import WORLD_CONTEXTS, WORLD_TEMPLATES, factor_phrases, factor_prompts
+from .factors import BACKGROUNDS, FACTORS, SHAPES, SPACE, STYLES
 from .render import render, to_uint8
 from .sample import PRETRAIN_SCALE, STANDARD_SCALE
 
@@ -48,6 +47,29 @@ SPURIOUS_ATTRIBUTES: dict[str, SpuriousAttribute] = {
     "style": SpuriousAttribute("style", "medium", ("photo", "sketch"), (("photo",), ("sketch",))),
 }
 assert all(set(a.members[0] + a.members[1]) <= set(SPACE.names(a.factor)) for a in SPURIOUS_ATTRIBUTES.values())
+
+
+# The names of every metadata value a world split can carry (Task.metadata_names), key by key.
+VALUE_NAMES: dict[str, tuple[str, ...]] = {**{f: SPACE.names(f) for f in FACTORS}, "domain": STYLES,
+                                           **{a.key: a.values for a in SPURIOUS_ATTRIBUTES.values()}}
+
+
+def _place_prompts() -> dict[str, list[str]]:
+    """Prompts per place: the background prompts of every background of that place."""
+    bg = factor_prompts("background")
+    return {p: [t for b, kind in BACKGROUNDS.items() if kind == p for t in bg[b]] for p in PLACES}
+
+
+def _metadata_text(keys) -> dict:
+    """``metadata_names``, ``metadata_phrases`` and ``metadata_prompts`` of a world task whose
+    splits carry the metadata ``keys``: names from :data:`VALUE_NAMES`, phrases of the factors
+    (:func:`~rftlab.world.captions.factor_phrases`), zero-shot prompts of the factors
+    (:func:`~rftlab.world.captions.factor_prompts`) and of the place."""
+    keys = [k for k in keys if k != "group"]
+    prompts = {**{f: factor_prompts(f) for f in FACTORS}, "place": _place_prompts()}
+    return {"metadata_names": {k: list(VALUE_NAMES[k]) for k in keys},
+            "metadata_phrases": {k: v for k, v in factor_phrases().items() if k in keys},
+            "metadata_prompts": {k: v for k, v in prompts.items() if k in keys}}
 
 
 def spurious_factors(spurious) -> list[str]:
@@ -138,7 +160,8 @@ def make_task(name: str = "custom", classes=("circle", "square"), correlation: f
     (``train_styles`` is not used). ``train_styles`` are the ID domain(s) (train, val, ID test);
     each of ``ood_styles`` becomes one OOD test set. ``scale`` is the range of object sizes (a
     fraction of the image half-width; pretraining saw 0.18 to 0.62) and ``rotation`` the largest
-    rotation in degrees (pretraining saw 20).
+    rotation in degrees (pretraining saw 20). The task names every metadata value
+    (``metadata_names``) and carries the world's phrases and prompts for them.
     """
     cls = _check_names("shape", classes, SHAPES)
     tr_st = _check_names("style", train_styles, STYLES)
@@ -215,7 +238,7 @@ def make_task(name: str = "custom", classes=("circle", "square"), correlation: f
     info["spurious"] = factors
     return Task(name, [SHAPES[c] for c in cls], list(WORLD_TEMPLATES), train, val, test, ood,
                 group_names=group_names, id_domain="+".join(id_styles), info=info,
-                contexts=list(WORLD_CONTEXTS))
+                contexts=list(WORLD_CONTEXTS), **_metadata_text(train.meta))
 
 
 FAR_SCALE = (0.18, 0.3)
@@ -259,9 +282,10 @@ def mystery_task(seed: int = 0, correlation: float = 0.95, n_train: int = 600, n
     def hide(split: Split) -> Split:
         return dataclasses.replace(split, meta={k: v for k, v in split.meta.items() if k != key})
     info = {k: v for k, v in task.info.items() if k not in ("spurious", "train_styles")}
-    return dataclasses.replace(task, name="mystery", train=hide(task.train), val=hide(task.val), test=hide(task.test),
+    train = hide(task.train)
+    return dataclasses.replace(task, name="mystery", train=train, val=hide(task.val), test=hide(task.test),
                                group_names=[f"{c}/{v}" for c in task.classnames for v in "AB"],
-                               id_domain="world", info=info)
+                               id_domain="world", info=info, **_metadata_text(train.meta))
 
 
 def shift_task(train_style: str = "photo", n_train: int = 2000, n_val: int = 400, n_test: int = 800,
@@ -289,24 +313,3 @@ def broad_task(correlation: float = 0.9, n_train: int = 2000, n_val: int = 400, 
 
 WORLD_TASKS = {"spurious": spurious_task, "shift": shift_task, "broad": broad_task,
                "mystery": mystery_task}
-
-
-@lru_cache(maxsize=8)
-def _cached(name: str, items: tuple) -> Task:
-    return WORLD_TASKS[name](**dict(items))
-
-
-def load_task(name: str, root=None, **kwargs) -> Task:
-    """A task by name: a world task (generated; cached: the same arguments give the same
-    object) or a dataset on disk read from ``root`` (``rftlab.datasets.DATASETS``)."""
-    if name in WORLD_TASKS:
-        if root is not None:
-            raise ValueError(f"world task {name!r} is generated, not read from disk: give no root")
-        items = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()))
-        return _cached(name, items)
-    from ..datasets import DATASETS, load_dataset
-    if name in DATASETS:
-        return load_dataset(name, root, **kwargs)
-    raise ValueError(f"unknown task {name!r}; world tasks are: {', '.join(WORLD_TASKS)} "
-                     f"(or build one with rftlab.make_task); datasets on disk (give root=...) are: "
-                     f"{', '.join(DATASETS)}")
