@@ -239,7 +239,7 @@ def clear_run(folder: str | os.PathLike) -> None:
 def open_task(name: str, root: str | None = None, task_args: dict | None = None):
     """``rftlab.load_task(name, root=root, **task_args)`` (``root`` only when given), with a
     clear error for arguments the task does not take."""
-    from .world.tasks import load_task
+    from .tasks import load_task
     kw = dict(task_args or {})
     if root is not None:
         kw["root"] = root
