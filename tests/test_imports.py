@@ -1,5 +1,7 @@
 """The import graph of rftlab, read from the source with ``ast``: no cycles, no import of the
-top-level package from inside it, and no public name that comes from a private module.
+top-level package from inside it, no public name that comes from a private module, and the layers
+of docs/architecture.md (analysis, widgets and datasets never import the world; the world never
+imports datasets).
 
 Every import counts: at module level and inside functions, methods and classes. Importing
 ``pkg.sub`` runs ``pkg/__init__.py`` first, so an import of a module also counts as an import of
@@ -217,3 +219,42 @@ def test_imports_of_the_top_package_and_private_sources_are_found(tmp_path):
 def test_every_spelling_of_the_top_package_is_caught(tmp_path, text):
     root = _plant(tmp_path, {"__init__.py": "def helper(): pass\n", "sub/__init__.py": "", "sub/m.py": text})
     assert imports_of_top_package(root) == ["pkg.sub.m:1"]
+
+
+# ------------------------------------------------------------------ layers (docs/architecture.md)
+def layer_offenders(graph: dict[str, set[str]], package: str, forbidden: str) -> list[str]:
+    """'a imports b' for every module ``a`` of ``package`` (its ``__init__`` included) that imports
+    ``forbidden`` or a module under it, at any depth of the file (function-level imports too)."""
+    def under(m, p):
+        return m == p or m.startswith(p + ".")
+    return sorted(f"{m} imports {d}" for m, deps in graph.items() if under(m, package)
+                  for d in deps if under(d, forbidden))
+
+
+def test_analysis_widgets_and_datasets_never_import_the_world():
+    """They read metadata names, phrases and prompts from the Task; the world's facts stay in rftlab.world."""
+    graph = import_graph(ROOT)
+    for package in ("rftlab.analysis", "rftlab.widgets", "rftlab.datasets"):
+        assert layer_offenders(graph, package, "rftlab.world") == [], package
+
+
+def test_the_world_imports_no_dataset_and_the_registry_sits_above_both():
+    graph = import_graph(ROOT)
+    assert layer_offenders(graph, "rftlab.world", "rftlab.datasets") == []
+    assert layer_offenders(graph, "rftlab.world", "rftlab.tasks") == []
+    assert layer_offenders(graph, "rftlab.datasets", "rftlab.tasks") == []
+    assert {"rftlab.world.tasks", "rftlab.datasets"} <= graph["rftlab.tasks"]
+
+
+def test_a_planted_layer_violation_is_found(tmp_path):
+    root = _plant(tmp_path, {
+        "__init__.py": "",
+        "world/__init__.py": "", "world/tasks.py": "PLACES = ()\n",
+        "analysis/__init__.py": "from .x import f\n",
+        "analysis/x.py": "def f():\n    from ..world.tasks import PLACES\n    return PLACES\n",
+    })
+    graph = import_graph(root)
+    assert layer_offenders(graph, "pkg.analysis", "pkg.world") == [
+        "pkg.analysis.x imports pkg.world", "pkg.analysis.x imports pkg.world.tasks"]
+    (root / "analysis" / "x.py").write_text("def f():\n    return ()\n")
+    assert layer_offenders(import_graph(root), "pkg.analysis", "pkg.world") == []
