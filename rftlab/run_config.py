@@ -179,6 +179,7 @@ def resolve_config(config: dict) -> dict:
 
 
 def train_config(resolved: dict, checkpoint_dir: str | None = None, progress: bool = True):
+    """The :class:`~rftlab.train.TrainConfig` of a resolved config (its feature cache: the ``cache`` key)."""
     from .train import TrainConfig
     return TrainConfig(**{k: resolved[k] for k in train_keys()}, checkpoint_dir=checkpoint_dir, progress=progress,
                        feature_cache=resolved.get("cache"))
