@@ -43,17 +43,17 @@ _EXPORTS = {
     # long runs and the feature cache
     "FeatureCache": "rftlab.cache",
     "cached_encode_split": "rftlab.cache",
-    "finetune_run": "rftlab.runs",
-    "resume_run": "rftlab.runs",
-    "wise_curve": "rftlab.runs",
-    "wise_curve_run": "rftlab.runs",
+    "finetune_run": "rftlab.run_folder",
+    "resume_run": "rftlab.run_folder",
+    "wise_curve_of_run": "rftlab.run_folder",
     "Ranks": "rftlab.distributed",
     # analyses
     "layer_drift": "rftlab.analysis",
     "feature_distortion": "rftlab.analysis",
     "energy_gap": "rftlab.analysis",
     "effective_robustness": "rftlab.analysis",
-    "wise_sweep": "rftlab.analysis",
+    "wise_classifier": "rftlab.analysis",
+    "wise_curve": "rftlab.analysis",
     "rank_descriptions": "rftlab.analysis",
     "discover_shortcuts": "rftlab.analysis",
     "context_shift": "rftlab.analysis",
@@ -80,7 +80,7 @@ def __getattr__(name: str):
         globals()[name] = value
         return value
     if name in ("world", "tasks", "losses", "metrics", "methods", "data", "models", "datasets", "cache", "encode",
-                "runs", "analysis", "plots", "phrases", "distributed", "exercises"):
+                "run_config", "run_folder", "analysis", "plots", "phrases", "distributed", "exercises"):
         return importlib.import_module(f"rftlab.{name}")
     raise AttributeError(f"module 'rftlab' has no attribute {name!r}")
 

@@ -62,7 +62,7 @@ def _log(a):
 
 
 def _assignments(items) -> dict:
-    from .runs import parse_assignment
+    from .run_config import parse_assignment
     return dict(parse_assignment(t) for t in items or ())
 
 
@@ -70,7 +70,7 @@ def cmd_zeroshot(a) -> int:
     from .classifier import ClipClassifier
     from .evaluation import evaluate
     from .models.loading import load_model
-    from .runs import open_task
+    from .run_config import open_task
     clip = load_model(a.model, a.pretrained)
     task = open_task(a.task, a.root, _assignments(a.task_arg))
     clf = ClipClassifier.zeroshot(clip, task.classnames, task.templates)
@@ -93,7 +93,7 @@ _RESUME_FLAGS = ("device", "cache")   # what may change when a run is resumed
 
 def _finetune_flags(a) -> dict:
     """Config values given as flags (those not given are left out)."""
-    from .runs import train_keys
+    from .run_config import train_keys
     flags = {k: getattr(a, k) for k in ("method", "model", "pretrained", "task", "root", "cache", *train_keys())
              if getattr(a, k, None) is not None}
     hp = _assignments(a.hp)
@@ -107,7 +107,8 @@ def _finetune_flags(a) -> dict:
 
 
 def cmd_finetune(a) -> int:
-    from .runs import finetune_run, read_config_file, resume_run
+    from .run_config import read_config_file
+    from .run_folder import finetune_run, resume_run
     flags = _finetune_flags(a)
     if a.resume:
         fixed = sorted(set(flags) - set(_RESUME_FLAGS)) + [n for n, v in (("config", a.config), ("out", a.out),
@@ -138,12 +139,13 @@ def cmd_finetune(a) -> int:
 
 
 def cmd_wise_curve(a) -> int:
-    from .runs import DEFAULT_ALPHAS, wise_curve_run
-    out = wise_curve_run(a.run, a.alphas or DEFAULT_ALPHAS, device=a.device, cache=a.cache, log=_log(a))
+    from .methods.wiseft import ALPHAS
+    from .run_folder import wise_curve_of_run
+    out = wise_curve_of_run(a.run, a.alphas or ALPHAS, device=a.device, cache=a.cache, log=_log(a))
     if a.json:
         print(json.dumps(out, indent=1))
     else:
-        print(_metrics_table([(f"alpha {r['alpha']:g}", r["metrics"]) for r in out["rows"]]))
+        print(_metrics_table([(f"alpha {r['alpha']:g}", r) for r in out["rows"]]))
     return 0
 
 
@@ -180,7 +182,7 @@ def cmd_compare(a) -> int:
 
 def cmd_probe(a) -> int:
     from .probe import load_probed, read_candidates, run_probe, write_report
-    from .runs import train_keys
+    from .run_config import train_keys
     log = _log(a)
     trained = [k for k in ("hp", "alpha", *train_keys()) if getattr(a, k, None) not in (None, [])]
     if a.method is None and trained:
@@ -210,7 +212,7 @@ def cmd_probe(a) -> int:
 
 def _add_train_flags(s) -> None:
     """One flag per TrainConfig field a run config may set (--steps, --lr, --seed...)."""
-    from .runs import field_kind, train_keys
+    from .run_config import field_kind, train_keys
     for name, f in train_keys().items():
         default = f.default if f.default is not dataclasses.MISSING else None
         kind = {bool: _bool, int: int, float: float}.get(field_kind(f), str)
@@ -221,7 +223,7 @@ def _add_train_flags(s) -> None:
 def cmd_sweep(a) -> int:
     from .methods import METHODS
     from .models.loading import load_model
-    from .runs import open_task
+    from .run_config import open_task
     from .tuning import sweep
     clip = load_model(a.model, a.pretrained)
     task = open_task(a.task, a.root, _assignments(a.task_arg))
@@ -408,7 +410,7 @@ def _interrupted(a) -> str:
     """What Ctrl-C outside the training loop leaves, and how to go on."""
     folder = getattr(a, "resume", None) or getattr(a, "out", None)
     if getattr(a, "command", "") == "finetune" and folder:
-        from .runs import has_run
+        from .run_folder import has_run
         if has_run(folder):
             return f"; the run folder keeps its last checkpoint: continue with `rftlab finetune --resume {folder}`"
     return ""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 
-from .analysis.distortion import ALPHAS, wise_sweep
+from .analysis.distortion import ALPHAS, wise_curve
 from .classifier import ClipClassifier
 from .evaluation import evaluate
 from .recipes import TrainConfig
@@ -20,7 +20,7 @@ from .train import finetune
 
 def measure(clip, seeds=(0, 1, 2), spurious_config: TrainConfig | None = None,
             shift_config: TrainConfig | None = None, log=print) -> dict:
-    """Zero-shot vs FT on both world tasks, and the WiSE-FT sweep on ``shift``, over seeds."""
+    """Zero-shot vs FT on both world tasks, and the WiSE-FT curve on ``shift``, over seeds."""
     out = {"seeds": list(seeds), "spurious": [], "shift": []}
     for task_name, cfg in (("spurious", spurious_config), ("shift", shift_config)):
         task = load_task(task_name)
@@ -31,7 +31,7 @@ def measure(clip, seeds=(0, 1, 2), spurious_config: TrainConfig | None = None,
             res = finetune("ft", clip, task, conf)
             row = {"seed": seed, "zeroshot": zs_metrics, "ft": evaluate(res.classifier, task, clip.preprocess)}
             if task_name == "shift":
-                row["wise"] = wise_sweep(zs, res.classifier, task, clip.preprocess)
+                row["wise"] = wise_curve(zs, res.classifier, task, clip.preprocess)
             out[task_name].append(row)
             log(f"{task_name} seed {seed}: " + summarise_row(task_name, row))
     out["verdict"] = verdict(out)

@@ -4,11 +4,14 @@ Every function takes the rows (list of dicts, or a pandas DataFrame) or result o
 analysis returns and gives back a plotly ``go.Figure`` (not shown; wrap it in
 ``go.FigureWidget`` for live updates). Trace names are stable so widgets can update them:
 they are the split, model or method names found in the rows. :func:`plot_summary` is the
-one static figure (matplotlib / seaborn), for papers and reports.
+one static figure (matplotlib / seaborn), for papers and reports. :func:`save_figure` writes a
+plotly figure to files (HTML, and PNG when kaleido is installed), as run folders keep them.
 """
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 from typing import Mapping, Sequence
 
 _TEMPLATE = "plotly_white"
@@ -71,18 +74,18 @@ def plot_cka(rows):
     return fig
 
 
-def plot_wise(sweep=None, points=None, y: str = "mean_ood_acc"):
-    """ID vs mean OOD accuracy: the WiSE-FT curve (rows of :func:`~rftlab.analysis.wise_sweep`,
+def plot_wise(curve=None, points=None, y: str = "mean_ood_acc"):
+    """ID vs mean OOD accuracy: the WiSE-FT curve (rows of :func:`~rftlab.analysis.wise_curve`,
     labelled by alpha) and methods placed as points (rows of
     :func:`~rftlab.analysis.effective_robustness`), with the zero-shot-to-FT line dashed. ``y``:
     the metric on the vertical axis (``worst_group_acc`` for a task without OOD sets)."""
-    if sweep is None and points is None:
-        raise ValueError("give a WiSE-FT sweep, method points, or both")
+    if curve is None and points is None:
+        raise ValueError("give a WiSE-FT curve, method points, or both")
     fig = _figure("ID vs OOD accuracy", "ID accuracy", {"mean_ood_acc": "mean OOD accuracy"}.get(y, y))
-    if sweep is not None:
-        sweep = _rows(sweep)
-        fig.add_scatter(x=[r["id_acc"] for r in sweep], y=[r[y] for r in sweep], mode="lines+markers+text",
-                        text=[f"{r['alpha']:g}" for r in sweep], textposition="top left", name="WiSE-FT (alpha)")
+    if curve is not None:
+        curve = _rows(curve)
+        fig.add_scatter(x=[r["id_acc"] for r in curve], y=[r[y] for r in curve], mode="lines+markers+text",
+                        text=[f"{r['alpha']:g}" for r in curve], textposition="top left", name="WiSE-FT (alpha)")
     if points is not None:
         points = _rows(points)
         if "line_ood" in points[0]:
@@ -376,3 +379,22 @@ def plot_training(history: Sequence[Mapping], title: str = ""):
     fig.update_xaxes(title_text="step", row=len(panels), col=1)
     fig.update_layout(title=title, height=260 * len(panels) + 80, template=_TEMPLATE)
     return fig
+
+
+def save_figure(fig, stem: str | Path) -> list[Path]:
+    """``stem``.html (plotly.min.js written beside it, so it opens offline) and ``stem``.png
+    when kaleido is installed; the paths written."""
+    stem = Path(stem)
+    html = stem.with_suffix(".html")
+    fig.write_html(str(html), include_plotlyjs="directory")
+    written = [html]
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        return written
+    try:
+        fig.write_image(str(stem.with_suffix(".png")))
+        written.append(stem.with_suffix(".png"))
+    except Exception as err:  # kaleido present but unusable (no browser...): the HTML is enough
+        print(f"no PNG for {stem.name}: {err}", file=sys.stderr)
+    return written

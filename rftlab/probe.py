@@ -54,12 +54,12 @@ def load_probed(run: str | os.PathLike | None = None, model: str | None = None, 
     from .files import load_torch
     from .models.factory import DEFAULT_MODEL
     from .models.loading import load_model
-    from .runs import MODEL_FILE, open_task
+    from .run_config import load_parts, open_task, resolve_config, train_config
+    from .run_folder import MODEL_FILE, load_run_classifiers, read_run_config
     if run is not None:
         if any(v is not None for v in (model, pretrained, base_pretrained, task, root, finetune)) or task_args:
             raise ValueError("--run probes the run's own model on its own task: drop --model, --pretrained, "
                              "--base-pretrained, --task, --root, --task-arg and --method")
-        from .runs import load_run_classifiers, read_run_config
         clip, task_obj, zs, ft = load_run_classifiers(run, device="cpu")
         saved = load_torch(Path(run) / MODEL_FILE, "run model",
                            f"run the fine-tuning again into a new folder (rftlab finetune --out DIR), then probe it")
@@ -70,7 +70,6 @@ def load_probed(run: str | os.PathLike | None = None, model: str | None = None, 
                  "reference": {"model": clip.arch, "pretrained": clip.pretrained, "head": "zero-shot"}}
         return Probed(ft, zs, clip, task_obj, about)
     if finetune is not None:
-        from .runs import load_parts, resolve_config, train_config
         from .train import finetune as train
         resolved = resolve_config(finetune)
         clip, task_obj = load_parts(resolved)

@@ -126,17 +126,17 @@ def test_effective_robustness_geometry():
         A.effective_robustness([("a", 0.5, 0.4)])
 
 
-def test_wise_sweep_lives_in_analysis_and_hits_the_endpoints(zs_shift, small_shift, clip):
+def test_wise_curve_lives_in_analysis_and_hits_the_endpoints(zs_shift, small_shift, clip):
     from rftlab import phenomena
-    assert phenomena.wise_sweep is A.wise_sweep
+    assert phenomena.wise_curve is A.wise_curve is rftlab.wise_curve
     m = copy.deepcopy(zs_shift)
     with torch.no_grad():
         m.head.add_(0.5 * torch.randn(m.head.shape, generator=torch.Generator().manual_seed(1)))
     task = A.subsample(small_shift, 32)
-    rows = A.wise_sweep(zs_shift, m, task, clip.preprocess, alphas=(0.0, 1.0))
+    rows = A.wise_curve(zs_shift, m, task, clip.preprocess, alphas=(0.0, 1.0))
     assert rows[0]["id_acc"] == rftlab.evaluate(zs_shift, task, clip.preprocess)["id_acc"]
     assert rows[1]["id_acc"] == rftlab.evaluate(m, task, clip.preprocess)["id_acc"]
-    half = A.wise_interpolate(zs_shift, m, 0.5)
+    half = A.wise_classifier(zs_shift, m, 0.5)
     assert torch.allclose(half.head, 0.5 * (zs_shift.head + m.head))
 
 

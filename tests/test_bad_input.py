@@ -27,7 +27,7 @@ import rftlab
 from rftlab.cli import main
 from rftlab.datasets import load_dataset
 from rftlab.errors import BadFileError, ImageReadError, MissingFileError, ResumeError, RftlabError
-from rftlab.runs import finetune_run, resume_run
+from rftlab.run_folder import finetune_run, resume_run
 
 from fixtures_datasets import (celeba_tree, csv_tree, domainnet_tree, folder_tree, image, objectnet_tree, v2_tree,
                                waterbirds_tree, wnid_tree)
@@ -521,7 +521,7 @@ def test_a_resume_interrupted_before_training_says_how_to_go_on(runs, tmp_path, 
 
     def ctrl_c(*a, **k):
         raise KeyboardInterrupt
-    monkeypatch.setattr("rftlab.runs.load_parts", ctrl_c)
+    monkeypatch.setattr("rftlab.run_folder.load_parts", ctrl_c)
     refused(capsys, ["finetune", "--resume", folder], ["interrupted", f"--resume {folder}"], code=130)
     assert snapshot(folder) == before
 
@@ -543,7 +543,7 @@ def test_a_checkpoint_of_an_older_rftlab_still_resumes(runs, tmp_path):
 KILL_CONFIG = {**TINY, "steps": 4, "eval_every": 2}
 CHILD = """
 import io, sys, time, torch
-from rftlab.runs import finetune_run
+from rftlab.run_folder import finetune_run
 config, out, kill_at = eval(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 torch.set_num_threads(int(sys.argv[4]))   # the test process's: the same arithmetic as the run it is compared with
 real, calls = torch.save, [0]
@@ -669,7 +669,7 @@ def test_analyses_refuse_bad_arguments(clip, small_spurious):
     cases = [
         (lambda: analysis.subsample(small_spurious, 0), ValueError, "n must be at least 1"),
         (lambda: analysis.resolve_split(small_spurious, "tset"), ValueError, "has no split 'tset'"),
-        (lambda: analysis.wise_sweep(zs, zs, small_spurious, clip.preprocess, alphas=[0, 1.5]), ValueError,
+        (lambda: analysis.wise_curve(zs, zs, small_spurious, clip.preprocess, alphas=[0, 1.5]), ValueError,
          "alphas must be numbers in [0, 1]"),
         (lambda: analysis.calibration_report("model", small_spurious, clip.preprocess), TypeError,
          "expected a ClipClassifier, a ClipModel, an open_clip model, or a TrainResult / TrainPanel; got str"),

@@ -7,13 +7,14 @@ import torch.nn.functional as F
 import rftlab
 from rftlab import exercises as E
 from rftlab import losses
+from rftlab.exercises import context_kl, ece, grading, lipsum, orthogonality, starft_kl
 
 KNOBBED = [
-    (E.check_starft_kl, E._starft_variant, E._STARFT_KNOBS),
-    (E.check_context_kl, E._context_variant, E._CONTEXT_KNOBS),
-    (E.check_lipsum, E._lipsum_variant, E._LIPSUM_KNOBS),
-    (E.check_ece, E._ece_variant, E._ECE_KNOBS),
-    (E.check_orthogonality, E._ortho_variant, E._ORTHO_KNOBS),
+    (E.check_starft_kl, starft_kl._starft_variant, starft_kl._STARFT_KNOBS),
+    (E.check_context_kl, context_kl._context_variant, context_kl._CONTEXT_KNOBS),
+    (E.check_lipsum, lipsum._lipsum_variant, lipsum._LIPSUM_KNOBS),
+    (E.check_ece, ece._ece_variant, ece._ECE_KNOBS),
+    (E.check_orthogonality, orthogonality._ortho_variant, orthogonality._ORTHO_KNOBS),
 ]
 REFERENCES = [
     (E.check_wise_ft, rftlab.wise_ft),
@@ -48,9 +49,10 @@ def test_each_single_mistake_gets_its_own_diagnosis(check, variant, knobs):
 def test_combined_mistakes_are_diagnosed_consistently(check, variant, knobs):
     """Every combination of wrong settings gets a diagnosis (never a bare mismatch), and every
     diagnosed setting is one the implementation really has, or one that computes the same values."""
-    cases = {E.check_starft_kl: E._starft_cases, E.check_context_kl: E._context_cases, E.check_lipsum: E._lipsum_cases,
-             E.check_ece: E._ece_cases, E.check_orthogonality: E._ortho_cases}[check]()
-    mistakes = {m.key: m for m in E._knob_mistakes(variant, knobs, "x")}
+    cases = {E.check_starft_kl: starft_kl._starft_cases, E.check_context_kl: context_kl._context_cases,
+             E.check_lipsum: lipsum._lipsum_cases, E.check_ece: ece._ece_cases,
+             E.check_orthogonality: orthogonality._ortho_cases}[check]()
+    mistakes = {m.key: m for m in grading.knob_mistakes(variant, knobs, "x")}
     for m in mistakes.values():
         res = check(m.fn, quiet=True)
         assert res.status == "mistake", (m.key, res)
@@ -236,7 +238,7 @@ def test_errors_shapes_and_detached_values_are_reported_not_raised():
 
     assert E.check_lipsum(detached, quiet=True).diagnosis == "detached"
 
-    res = E.check_ece(E.pooled_ece(E._ece_cases()[0].args[0]), quiet=True)  # a number, not a function
+    res = E.check_ece(E.pooled_ece(ece._ece_cases()[0].args[0]), quiet=True)  # a number, not a function
     assert res.status == "error" and "without" in res.message
 
 

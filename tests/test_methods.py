@@ -189,7 +189,7 @@ def test_every_recipe_is_a_valid_train_config(name):
 
 
 def test_one_recipe_for_finetune_compare_runs_and_the_panel(clip, small_spurious):
-    from rftlab.runs import resolve_config
+    from rftlab.run_config import resolve_config
     from rftlab.widgets import TrainPanel
     lipsum = rftlab.METHODS["lipsum-ft"].world_recipe
     assert lipsum["lr"] != rftlab.TrainConfig.lr and lipsum["weight_decay"] != rftlab.TrainConfig.weight_decay

@@ -52,7 +52,7 @@ def test_wise_and_effective_robustness():
     assert list(fig.data[2].text) == ["zeroshot", "ft", "lipsum-ft"]
     er = P.plot_effective_robustness(pts)
     assert list(er.data[0].y)[-1] == "lipsum-ft" and er.data[0].x[-1] == pytest.approx(pts[2]["effective_robustness"])
-    with pytest.raises(ValueError, match="give a WiSE-FT sweep"):
+    with pytest.raises(ValueError, match="give a WiSE-FT curve"):
         P.plot_wise()
 
 

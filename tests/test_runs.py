@@ -6,8 +6,8 @@ import torch
 
 from rftlab.cache import FeatureCache
 from rftlab.plots import plot_training
-from rftlab.runs import (finetune_run, parse_assignment, read_config_file, resolve_config,
-                         resume_run, valid_keys, wise_curve_run)
+from rftlab.run_config import parse_assignment, read_config_file, resolve_config, valid_keys
+from rftlab.run_folder import finetune_run, resume_run, wise_curve_of_run
 
 TINY = {"task": "spurious", "task_args": {"n_train": 64, "n_val": 32, "n_test": 32},
         "steps": 4, "batch_size": 16, "eval_every": 2, "checkpoint_every": 2}
@@ -124,30 +124,30 @@ def test_a_run_is_never_clobbered(tmp_path):
     with pytest.raises(FileNotFoundError, match="holds no run"):
         resume_run(tmp_path / "empty", log=quiet)
     with pytest.raises(FileNotFoundError, match="holds no run"):
-        wise_curve_run(tmp_path / "empty", log=quiet)
+        wise_curve_of_run(tmp_path / "empty", log=quiet)
 
 
 def test_wise_curve_of_a_wise_ft_run(tmp_path):
     from rftlab.classifier import ClipClassifier
     from rftlab.evaluation import evaluate
-    from rftlab.runs import load_parts
+    from rftlab.run_config import load_parts
     rec = finetune_run({**TINY, "method": "wise-ft", "hparams": {"alpha": 0.5}}, tmp_path, progress=False, log=quiet)
     saved = torch.load(tmp_path / "model.pt", weights_only=True)
     assert saved["endpoint"] is not None     # the fine-tuned weights, before WiSE-FT's interpolation
-    curve = wise_curve_run(tmp_path, alphas=(0, 0.5, 1), log=quiet)
+    curve = wise_curve_of_run(tmp_path, alphas=(0, 0.5, 1), log=quiet)
     assert [r["alpha"] for r in curve["rows"]] == [0.0, 0.5, 1.0]
-    assert curve["rows"][1]["metrics"] == rec["metrics"]                # the run's own alpha
+    assert curve["rows"][1] == {"alpha": 0.5, **rec["metrics"]}         # the run's own alpha
     clip, task = load_parts(resolve_config(TINY))
     zs = ClipClassifier.zeroshot(clip, task.classnames, task.templates)
-    assert curve["rows"][0]["metrics"] == evaluate(zs, task, clip.preprocess)
+    assert curve["rows"][0] == {"alpha": 0.0, **evaluate(zs, task, clip.preprocess)}
     assert json.loads((tmp_path / "wise_curve.json").read_text())["rows"] == curve["rows"]
     assert (tmp_path / "wise_curve.html").exists() and (tmp_path / "loss_curves.html").exists()
     with pytest.raises(ValueError, match=r"alphas must be numbers in \[0, 1\]"):
-        wise_curve_run(tmp_path, alphas=(0, 1.5), log=quiet)
+        wise_curve_of_run(tmp_path, alphas=(0, 1.5), log=quiet)
     saved["start_weights"] = "0" * 64            # as if the weights file had been replaced since
     torch.save(saved, tmp_path / "model.pt")
     with pytest.raises(ValueError, match="no longer loads the weights the run .* started from"):
-        wise_curve_run(tmp_path, log=quiet)
+        wise_curve_of_run(tmp_path, log=quiet)
 
 
 def test_lp_run_shares_features_through_the_cache(tmp_path):
@@ -157,9 +157,9 @@ def test_lp_run_shares_features_through_the_cache(tmp_path):
     assert rec["status"] == "complete" and (tmp_path / "run" / "checkpoints" / "last.pt").exists()
     files = sorted(cache.root.glob("*.pt"))
     assert len(files) == 3                       # train and val (for the probe and its L2 choice), test (metrics)
-    curve = wise_curve_run(tmp_path / "run", alphas=(0, 0.5, 1), log=quiet)
+    curve = wise_curve_of_run(tmp_path / "run", alphas=(0, 0.5, 1), log=quiet)
     assert sorted(cache.root.glob("*.pt")) == files   # head-only: every alpha reads the same features
-    assert curve["rows"][2]["metrics"] == rec["metrics"]
+    assert curve["rows"][2] == {"alpha": 1.0, **rec["metrics"]}
 
 
 def test_loss_figure_has_one_panel_per_kind():

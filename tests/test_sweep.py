@@ -72,7 +72,7 @@ def test_budgets_and_select_are_checked(clip, tiny, small_shift):
 
 def test_sweep_cli_prints_the_budget_and_writes_json(tmp_path, capsys, monkeypatch, tiny):
     from rftlab.cli import main
-    monkeypatch.setattr("rftlab.runs.open_task", lambda name, root=None, task_args=None: tiny)
+    monkeypatch.setattr("rftlab.run_config.open_task", lambda name, root=None, task_args=None: tiny)
     out = tmp_path / "sweep.json"
     assert main(["sweep", "--task", "tiny", "--methods", "zeroshot,lp,lp-ft", "--budget", "3", "--seeds", "2",
                  "--steps", "2", "--batch-size", "8", "--json", str(out)]) == 0

@@ -15,7 +15,7 @@ from .context import (ContextShift, context_distribution, context_kl_per_image, 
                       context_recognition_table, context_shift)
 from .distortion import (ALPHAS, default_layers, effective_robustness, energy_gap, feature_distortion,
                          layer_drift, layer_features, layer_source, linear_cka, robustness_line,
-                         wise_interpolate, wise_sweep)
+                         wise_classifier, wise_curve)
 from .embedding import EmbeddingDrift, Projector, embedding_drift, points_table
 from .shortcuts import Shortcuts, discover_shortcuts
 from .spuriosity import (candidate_descriptions, description_alignment, description_shift, group_accuracy,
@@ -26,7 +26,7 @@ __all__ = [
     "image_features", "resolve_split", "subsample", "concat_splits",
     # distortion
     "layer_features", "layer_source", "default_layers", "layer_drift", "feature_distortion", "linear_cka",
-    "energy_gap", "wise_interpolate", "wise_sweep", "ALPHAS", "effective_robustness", "robustness_line",
+    "energy_gap", "wise_classifier", "wise_curve", "ALPHAS", "effective_robustness", "robustness_line",
     # spuriosity
     "group_accuracy", "group_table", "zeroshot_group_accuracy", "description_alignment", "description_shift",
     "candidate_descriptions", "rank_descriptions",

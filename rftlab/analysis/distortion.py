@@ -18,10 +18,10 @@ from ..cache import as_cache, cached_encode_split
 from ..classifier import as_classifier
 from ..data import Split, Task
 from ..encode import clip_of, encode_text, image_tower
+from ..methods.wiseft import ALPHAS, wise_ft
 from ._common import check_classes, check_pair, first_value, logit_scale
 from .inputs import image_features, resolve_split
 
-ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
 _CONTAINERS = ("trunk.stages", "trunk.blocks", "trunk.layers", "transformer.resblocks", "stages", "blocks", "layers")
 
 
@@ -217,10 +217,9 @@ def energy_gap(theta0, theta, data: Task | Split, tokenizer, transform=None, *, 
     return torch.stack([lipsum_regularizer(f[i:i + 1], f0[i:i + 1], text, scale) for i in range(len(f))])
 
 
-def wise_interpolate(classifier0, classifier1, alpha: float):
-    """A new classifier with WiSE-FT weights (1 - alpha) * theta0 + alpha * theta1
-    (:func:`rftlab.methods.wise_ft`); the inputs are left untouched."""
-    from ..methods import wise_ft
+def wise_classifier(classifier0, classifier1, alpha: float):
+    """A new classifier with the WiSE-FT weights (1 - alpha) * theta0 + alpha * theta1
+    (:func:`rftlab.wise_ft` on the two state dicts); the inputs are left untouched."""
     check_pair(classifier0, classifier1)
     out = copy.deepcopy(classifier1)
     with torch.no_grad():
@@ -228,18 +227,18 @@ def wise_interpolate(classifier0, classifier1, alpha: float):
     return out
 
 
-def wise_sweep(classifier0, classifier1, task, transform, alphas=ALPHAS, progress: bool = False,
+def wise_curve(classifier0, classifier1, task, transform, alphas=ALPHAS, progress: bool = False,
                cache=None, batch_size: int = 256) -> list[dict]:
-    """Metrics of the WiSE-FT interpolation at each alpha (0 = classifier0, 1 = classifier1):
-    rows of ``{"alpha": a, **rftlab.evaluate(...)}``.
+    """The WiSE-FT curve: the metrics of the interpolation at each alpha (0 = classifier0,
+    1 = classifier1), one row ``{"alpha": a, **rftlab.evaluate(...)}`` per alpha.
 
     When the image towers are identical (LP, or any head-only method) heads are interpolated on
     features encoded once; otherwise each alpha is evaluated in full, through ``cache`` (a
-    :class:`~rftlab.cache.FeatureCache` or a folder) when one is given."""
+    :class:`~rftlab.cache.FeatureCache` or a folder) when one is given. The curve of a run
+    folder: :func:`rftlab.run_folder.wise_curve_of_run`."""
     from tqdm.auto import tqdm
 
     from ..evaluation import evaluate
-    from ..methods import wise_ft
     alphas = [float(a) for a in alphas]
     bad = [a for a in alphas if not 0.0 <= a <= 1.0]
     if not alphas or bad:
@@ -255,7 +254,7 @@ def wise_sweep(classifier0, classifier1, task, transform, alphas=ALPHAS, progres
              for k, s in task.eval_splits().items()} if head_only else None
     probe = copy.deepcopy(classifier1).eval()
     rows = []
-    for a in tqdm(alphas, desc="WiSE-FT sweep", leave=False, **({} if progress else {"disable": True})):
+    for a in tqdm(alphas, desc="WiSE-FT curve", leave=False, **({} if progress else {"disable": True})):
         with torch.no_grad():
             probe.load_state_dict(wise_ft(sd0, sd1, a))
             if head_only:

@@ -6,6 +6,8 @@ import torch
 from .base import HParam
 from .ft import FT
 
+ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))   # the alphas of a WiSE-FT curve, unless told otherwise
+
 
 def wise_ft(state_dict0: dict, state_dict1: dict, alpha: float) -> dict:
     """(1 - alpha) * theta0 + alpha * theta1 over floating tensors; other tensors (integer
@@ -34,7 +36,7 @@ def wise_ft(state_dict0: dict, state_dict1: dict, alpha: float) -> dict:
 class WiSEFT(FT):
     name = "wise-ft"
     summary = "FT, then weight-space interpolation with the zero-shot model"
-    posthoc = {"alpha": tuple(round(0.1 * i, 1) for i in range(11))}  # swept over each run for free
+    posthoc = {"alpha": ALPHAS}  # swept over each run for free
     hparams = {"alpha": HParam(0.5, 0.5, 0.0, 1.0, "mixing weight: 0 = zero-shot, 1 = fine-tuned")}
 
     def setup(self, classifier, task, clip):

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import torch
 from tqdm.auto import tqdm
 
-from ..analysis import Projector, image_features, points_table, subsample, wise_interpolate
+from ..analysis import Projector, image_features, points_table, subsample, wise_classifier
 from ..analysis.distortion import ALPHAS
 from ._helpers import LiveFigure, Messages, Panel, model_pair, split_image, thumbnail_png
 
@@ -43,7 +43,7 @@ class DriftExplorer(Panel):
         self.points = points_table(torch.zeros(len(self.split), 2), small, split=split)  # metadata rows
         feats = []
         for a in tqdm(alphas, desc="features per alpha", disable=not progress, leave=False):
-            model = theta0 if a == 0 else theta if a == 1 else wise_interpolate(theta0, theta, a)
+            model = theta0 if a == 0 else theta if a == 1 else wise_classifier(theta0, theta, a)
             feats.append(image_features(model, self.split, clip.preprocess))
         self.features = dict(zip(alphas, feats))
         self.projector = Projector(method, seed=seed).fit([self.features[0.0], self.features[1.0]])
