@@ -41,7 +41,7 @@ def pairs() -> list[tuple[Path, Path]]:
 
 
 def rel(path: Path) -> str:
-    return str(path.relative_to(ROOT))
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def first_difference(a: nbformat.NotebookNode, b: nbformat.NotebookNode) -> str | None:
@@ -50,8 +50,11 @@ def first_difference(a: nbformat.NotebookNode, b: nbformat.NotebookNode) -> str 
         if x.cell_type != y.cell_type:
             return f"cell {i} is {x.cell_type} vs {y.cell_type}"
         if x.source != y.source:
-            lines = zip_longest(x.source.splitlines(keepends=True), y.source.splitlines(keepends=True), fillvalue="")
-            n, (u, v) = next((n, uv) for n, uv in enumerate(lines) if uv[0] != uv[1])
+            lines = zip_longest(x.source.splitlines(), y.source.splitlines())
+            first = next(((n, uv) for n, uv in enumerate(lines) if uv[0] != uv[1]), None)
+            if first is None:
+                return f"cell {i} ({x.cell_type}): the line endings differ"
+            n, (u, v) = first
             return f"cell {i} ({x.cell_type}), line {n + 1}: {u!r} vs {v!r}"
         if x.metadata.get("nbgrader") != y.metadata.get("nbgrader"):
             return f"cell {i}: nbgrader metadata {x.metadata.get('nbgrader')} vs {y.metadata.get('nbgrader')}"
