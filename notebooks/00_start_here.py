@@ -110,12 +110,12 @@ assert ft_sp_m["worst_group_acc"] < zs_sp["worst_group_acc"]  # the phenomenon t
 # fine-tuned (α = 1), with no retraining.
 
 # %%
-from rftlab.phenomena import wise_sweep
+from rftlab.analysis import wise_curve
 shift = rftlab.load_task("shift")
 zs_shift = rftlab.ClipClassifier.zeroshot(clip, shift.classnames, shift.templates)
 ft_shift = rftlab.finetune("ft", clip, shift, cfg)
 alphas = [0.0, 0.25, 0.5, 0.75, 1.0] if SMOKE else [round(0.1 * i, 1) for i in range(11)]
-curve = wise_sweep(zs_shift, ft_shift.classifier, shift, clip.preprocess, alphas)
+curve = wise_curve(zs_shift, ft_shift.classifier, shift, clip.preprocess, alphas)
 fig = go.Figure(go.Scatter(x=[r["id_acc"] for r in curve], y=[r["mean_ood_acc"] for r in curve],
                            mode="lines+markers+text", text=[f"α={r['alpha']}" for r in curve],
                            textposition="top left"))

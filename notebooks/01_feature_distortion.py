@@ -186,14 +186,14 @@ assert all(gaps["Lipsum-FT"][k] < gaps["FT"][k] for k in splits)  # the penalty 
 #
 # ## 4. WiSE-FT and effective robustness
 #
-# WiSE-FT needs no new training: it mixes the weights, θα = (1 − α)·θ0 + α·θ. `analysis.wise_sweep` evaluates
+# WiSE-FT needs no new training: it mixes the weights, θα = (1 − α)·θ0 + α·θ. `analysis.wise_curve` evaluates
 # the mixed model at each α. The dashed line runs from zero-shot to FT; a method's **effective robustness** is
 # its mean OOD accuracy minus that line's value at the method's ID accuracy: above the line (positive), the
 # method keeps more OOD accuracy than trading along the zero-shot-to-FT segment would.
 
 # %%
 alphas = [0.0, 0.25, 0.5, 0.75, 1.0] if SMOKE else list(analysis.ALPHAS)
-sweep = analysis.wise_sweep(zs, ft, TASK, clip.preprocess, alphas)
+sweep = analysis.wise_curve(zs, ft, TASK, clip.preprocess, alphas)
 wise_half = next(r for r in sweep if r["alpha"] == 0.5)
 live = analysis.effective_robustness({"zeroshot": metrics["zero-shot"], "ft": metrics["FT"],
                                       "lipsum-ft": metrics["Lipsum-FT"], "wise-ft": wise_half})

@@ -148,7 +148,7 @@ fig.show()
 # is 0 by construction; FT and LP-FT move it.
 
 # %%
-from rftlab.evaluation import encode_split
+from rftlab.encode import encode_split
 
 splits = task.eval_splits()
 feats0 = {d: encode_split(zs, s, clip.preprocess) for d, s in splits.items()}

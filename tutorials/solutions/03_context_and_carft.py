@@ -79,7 +79,7 @@ print(f"model: {clip.arch} ({sum(p.numel() for p in clip.model.parameters()) / 1
 
 # %%
 import torch.nn.functional as F
-from rftlab.evaluation import encode_split
+from rftlab.encode import encode_split
 from rftlab.methods.carft import context_weights
 
 task = rftlab.load_task("shift", n_test=N_TEST)

@@ -68,8 +68,8 @@ print(f"model: {clip.arch} ({sum(p.numel() for p in clip.model.parameters()) / 1
 
 # %%
 import torch.nn.functional as F
-from rftlab.evaluation import encode_split
-from rftlab.methods._common import random_texts
+from rftlab.encode import encode_split
+from rftlab.methods.lipsum import random_texts
 
 M, L = 80, 8
 tokens = random_texts(clip.tokenizer, M, L, torch.Generator().manual_seed(0))

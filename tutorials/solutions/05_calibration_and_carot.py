@@ -222,7 +222,7 @@ assert result_ortho.passed, result_ortho.message  # graded: the answer must pass
 # has it as `rftlab.analysis.covariance_sigma_min`) and the orthogonality of each model's visual projection.
 
 # %%
-from rftlab.evaluation import encode_split
+from rftlab.encode import encode_split
 from rftlab.methods._common import visual_projection
 
 ortho = result_ortho.implementation()

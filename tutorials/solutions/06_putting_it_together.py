@@ -110,9 +110,9 @@ assert set(METHODS) <= set(rows)
 # for free.
 
 # %%
-from rftlab.phenomena import wise_sweep
+from rftlab.analysis import wise_curve
 alphas = [0.0, 0.5, 1.0] if SMOKE else [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
-curve = wise_sweep(zs, classifiers["ft"], task, clip.preprocess, alphas)
+curve = wise_curve(zs, classifiers["ft"], task, clip.preprocess, alphas)
 fig = go.Figure()
 fig.add_scatter(x=[r["id_acc"] for r in curve], y=[r["mean_ood_acc"] for r in curve], mode="lines+markers",
                 name="WiSE-FT curve (FT)", line={"dash": "dot"})
