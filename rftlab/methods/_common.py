@@ -6,26 +6,6 @@ import torch
 from ..zeroshot import fill
 
 
-def visual_projection(model) -> torch.Tensor:
-    """The image tower's final projection as (width, embed_dim), whatever the tower:
-    ViT ``visual.proj``, timm towers ``visual.head.proj.weight``^T, ResNet ``attnpool.c_proj``^T."""
-    v = model.visual
-    if isinstance(getattr(v, "proj", None), torch.Tensor):
-        return v.proj
-    head = getattr(v, "head", None)
-    if head is not None and hasattr(head, "proj") and hasattr(head.proj, "weight"):
-        return head.proj.weight.t()
-    attn = getattr(v, "attnpool", None)
-    if attn is not None:
-        return attn.c_proj.weight.t()
-    raise ValueError(f"cannot find the visual projection of {type(v).__name__}: CaRot needs one")
-
-
-def text_projection(model) -> torch.Tensor:
-    p = model.text_projection
-    return p.weight.t() if hasattr(p, "weight") else p
-
-
 def step_generator(seed: int, step: int) -> torch.Generator:
     """A generator that depends only on (seed, step): resumed runs draw the same numbers."""
     return torch.Generator().manual_seed(seed * 1_000_003 + step)

@@ -7,9 +7,29 @@ import torch
 
 from ..encode import encode_image, encode_text
 from ..losses import cross_frobenius, orthogonality, self_distillation
-from ._common import text_projection, visual_projection
 from .base import HParam
 from .flyp import FLYP
+
+
+def visual_projection(model) -> torch.Tensor:
+    """The image tower's final projection as (width, embed_dim), whatever the tower:
+    ViT ``visual.proj``, timm towers ``visual.head.proj.weight``^T, ResNet ``attnpool.c_proj``^T."""
+    v = model.visual
+    if isinstance(getattr(v, "proj", None), torch.Tensor):
+        return v.proj
+    head = getattr(v, "head", None)
+    if head is not None and hasattr(head, "proj") and hasattr(head.proj, "weight"):
+        return head.proj.weight.t()
+    attn = getattr(v, "attnpool", None)
+    if attn is not None:
+        return attn.c_proj.weight.t()
+    raise ValueError(f"cannot find the visual projection of {type(v).__name__}: CaRot needs one")
+
+
+def text_projection(model) -> torch.Tensor:
+    """The text tower's final projection as (width, embed_dim) (a Linear layer's weight transposed)."""
+    p = model.text_projection
+    return p.weight.t() if hasattr(p, "weight") else p
 
 
 class CaRot(FLYP):

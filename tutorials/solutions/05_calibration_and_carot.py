@@ -223,7 +223,7 @@ assert result_ortho.passed, result_ortho.message  # graded: the answer must pass
 
 # %%
 from rftlab.encode import encode_split
-from rftlab.methods._common import visual_projection
+from rftlab.methods.carot import visual_projection
 
 ortho = result_ortho.implementation()
 models["FLYP"] = rftlab.finetune("flyp", clip, task, CFG).classifier
