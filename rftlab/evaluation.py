@@ -61,3 +61,21 @@ def evaluate_transfer(classifier, task: Task, tokenizer: Callable, transform: Ca
     head = zeroshot_head(clip_model, tokenizer, task.classnames, list(templates))
     fresh = ClipClassifier(clip_model, head)
     return evaluate(fresh, task, transform, batch_size=batch_size, cache=cache)
+
+
+def check_compatible(clip, task, classifier=None) -> None:
+    """Raise ValueError naming the problem when ``clip`` cannot read ``task``'s images or a
+    classifier's head does not match the task's classes."""
+    if classifier is not None and classifier.num_classes != task.num_classes:
+        raise ValueError(f"the model's head has {classifier.num_classes} classes but task {task.name!r} has "
+                         f"{task.num_classes}: use a classifier built for this task")
+    model = clip.model if classifier is None else classifier.clip
+    try:
+        device = next(model.parameters()).device
+        x = task.test.get(torch.arange(1), clip.preprocess).to(device)
+        with torch.no_grad():
+            model.encode_image(x)
+    except Exception as err:  # any failure here means these images do not fit this model
+        raise ValueError(f"model {getattr(clip, 'arch', type(model).__name__)!r} cannot read the images of task "
+                         f"{task.name!r} ({type(err).__name__}: {err}); pick a task made for this model "
+                         f"or a model made for these images") from err

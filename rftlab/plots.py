@@ -9,6 +9,7 @@ plotly figure to files (HTML, and PNG when kaleido is installed), as run folders
 """
 from __future__ import annotations
 
+import io
 import math
 import sys
 from pathlib import Path
@@ -398,3 +399,30 @@ def save_figure(fig, stem: str | Path) -> list[Path]:
     except Exception as err:  # kaleido present but unusable (no browser...): the HTML is enough
         print(f"no PNG for {stem.name}: {err}", file=sys.stderr)
     return written
+
+
+# ---------------------------------------------------------------------- images for display
+def to_pil(image):
+    """A world image (uint8 or [0, 1] float tensor (3, H, W)) or a PIL image, as a PIL image."""
+    import torch
+    from PIL import Image
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    t = torch.as_tensor(image)
+    if t.is_floating_point():
+        t = (t.clamp(0, 1) * 255).round()
+    t = t.to(torch.uint8)
+    if t.ndim == 3 and t.shape[0] in (1, 3):
+        t = t.permute(1, 2, 0)
+    return Image.fromarray(t.squeeze(-1).numpy() if t.shape[-1] == 1 else t.numpy())
+
+
+def thumbnail_png(image, size: int = 96) -> bytes:
+    """PNG bytes of an image scaled (nearest neighbour) so its longer side is ``size`` pixels."""
+    from PIL import Image
+    im = to_pil(image)
+    k = size / max(im.size)
+    im = im.resize((max(1, round(im.width * k)), max(1, round(im.height * k))), Image.NEAREST)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()

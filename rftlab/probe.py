@@ -107,7 +107,7 @@ def load_probed(run: str | os.PathLike | None = None, model: str | None = None, 
 
 def check_readable(p: Probed) -> None:
     """A clear error when the probed model cannot read the task's images."""
-    from .widgets._helpers import check_compatible
+    from .evaluation import check_compatible
     check_compatible(p.clip, p.task, p.classifier)
 
 
@@ -139,8 +139,8 @@ def report_dict(result, about: dict | None = None) -> dict:
 
 
 def _img_tag(split, index: int, size: int = 72) -> str:
-    from .widgets._helpers import split_image, thumbnail_png
-    data = base64.b64encode(thumbnail_png(split_image(split, index), size)).decode()
+    from .plots import thumbnail_png
+    data = base64.b64encode(thumbnail_png(split.open(index), size)).decode()
     return f"<img src='data:image/png;base64,{data}' style='margin:1px'>"
 
 

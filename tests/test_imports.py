@@ -258,3 +258,58 @@ def test_a_planted_layer_violation_is_found(tmp_path):
         "pkg.analysis.x imports pkg.world", "pkg.analysis.x imports pkg.world.tasks"]
     (root / "analysis" / "x.py").write_text("def f():\n    return ()\n")
     assert layer_offenders(import_graph(root), "pkg.analysis", "pkg.world") == []
+
+
+# The layers of docs/architecture.md, lowest first: a module may import its own layer and the ones below.
+LAYERS = (
+    ("primitives", ("losses", "metrics", "files", "errors", "phrases")),
+    ("world and data", ("data", "world", "datasets", "tasks")),
+    ("models", ("models", "encode", "zeroshot", "classifier")),
+    ("evaluation", ("cache", "evaluation")),
+    ("training", ("methods", "recipes", "train", "distributed", "pretrain")),
+    ("analyses and figures", ("analysis", "plots")),
+    ("experiments", ("compare", "tuning", "claims", "phenomena", "run_config", "run_folder", "probe")),
+    ("front ends", ("widgets", "cli", "exercises", "__main__")),
+)
+
+
+def layer_of(module: str, package: str = "rftlab", layers=LAYERS) -> int | None:
+    """The layer index of a module (by its first name under the package); None for the package itself."""
+    parts = module.split(".")
+    if len(parts) < 2:
+        return None
+    for i, (_, names) in enumerate(layers):
+        if parts[1] in names:
+            return i
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS here and to docs/architecture.md")
+
+
+def upward_imports(graph: dict[str, set[str]], package: str = "rftlab", layers=LAYERS) -> list[str]:
+    out = []
+    for m, deps in sorted(graph.items()):
+        lm = layer_of(m, package, layers)
+        for d in sorted(deps):
+            ld = layer_of(d, package, layers)
+            if lm is not None and ld is not None and ld > lm:
+                out.append(f"{m} ({layers[lm][0]}) imports {d} ({layers[ld][0]})")
+    return out
+
+
+def test_no_layer_imports_a_higher_one():
+    assert upward_imports(import_graph(ROOT)) == []
+
+
+def test_every_module_is_in_a_layer_that_docs_architecture_names():
+    doc = (ROOT.parent / "docs" / "architecture.md").read_text()
+    for name, modules_ in LAYERS:
+        assert name in doc, f"docs/architecture.md does not name the layer {name!r}"
+    for m in import_graph(ROOT):
+        layer_of(m)   # raises for a module in no layer
+
+
+def test_a_planted_upward_import_is_found(tmp_path):
+    root = _plant(tmp_path, {"__init__.py": "", "low.py": "def f():\n    from .high import g\n", "high.py": "g = 1\n"})
+    layers = (("low", ("low",)), ("high", ("high",)))
+    assert upward_imports(import_graph(root), "pkg", layers) == ["pkg.low (low) imports pkg.high (high)"]
+    (root / "low.py").write_text("x = 1\n")
+    assert upward_imports(import_graph(root), "pkg", layers) == []

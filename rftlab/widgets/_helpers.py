@@ -1,10 +1,9 @@
 """Pieces every panel shares: live figures with a static fallback, messages, throttling,
-thumbnails, HTML tables and hyperparameter boxes."""
+HTML tables and hyperparameter boxes."""
 from __future__ import annotations
 
 import contextlib
 import html
-import io
 import json
 import threading
 import time
@@ -12,9 +11,9 @@ import warnings
 
 import ipywidgets as w
 import plotly.graph_objects as go
-import torch
 
 from ..classifier import ClipClassifier, as_classifier
+from ..evaluation import check_compatible
 
 _fallback_warned = False
 FALLBACK_MESSAGE = ("plotly's FigureWidget needs the 'anywidget' package, which is missing: rftlab's panels "
@@ -114,57 +113,6 @@ def html_table(rows: list[dict], columns: list[str], empty: str = "nothing yet",
                            for c in columns)
                    + "</tr>" for r in rows)
     return f"<table style='border-collapse:collapse;font-size:12px'><tr>{head}</tr>{body}</table>"
-
-
-def to_pil(image):
-    """A world image (uint8 or [0, 1] float tensor (3, H, W)) or a PIL image, as a PIL image."""
-    from PIL import Image
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    t = torch.as_tensor(image)
-    if t.is_floating_point():
-        t = (t.clamp(0, 1) * 255).round()
-    t = t.to(torch.uint8)
-    if t.ndim == 3 and t.shape[0] in (1, 3):
-        t = t.permute(1, 2, 0)
-    return Image.fromarray(t.squeeze(-1).numpy() if t.shape[-1] == 1 else t.numpy())
-
-
-def thumbnail_png(image, size: int = 96) -> bytes:
-    """PNG bytes of an image scaled (nearest neighbour) so its longer side is ``size`` pixels."""
-    from PIL import Image
-    im = to_pil(image)
-    k = size / max(im.size)
-    im = im.resize((max(1, round(im.width * k)), max(1, round(im.height * k))), Image.NEAREST)
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def split_image(split, index: int):
-    """The raw image ``index`` of a split (before any transform)."""
-    if isinstance(split.images, torch.Tensor):
-        return split.images[index]
-    load = split.load_image or (lambda p: p)
-    return load(split.images[index])
-
-
-def check_compatible(clip, task, classifier=None) -> None:
-    """Raise ValueError naming the problem when ``clip`` cannot read ``task``'s images or a
-    classifier's head does not match the task's classes."""
-    if classifier is not None and classifier.num_classes != task.num_classes:
-        raise ValueError(f"the model's head has {classifier.num_classes} classes but task {task.name!r} has "
-                         f"{task.num_classes}: use a classifier built for this task")
-    model = clip.model if classifier is None else classifier.clip
-    try:
-        device = next(model.parameters()).device
-        x = task.test.get(torch.arange(1), clip.preprocess).to(device)
-        with torch.no_grad():
-            model.encode_image(x)
-    except Exception as err:  # any failure here means these images do not fit this model
-        raise ValueError(f"model {getattr(clip, 'arch', type(model).__name__)!r} cannot read the images of task "
-                         f"{task.name!r} ({type(err).__name__}: {err}); pick a task made for this model "
-                         f"or a model made for these images") from err
 
 
 def hparam_widget(name: str, hp, value=None) -> w.Widget:

@@ -7,9 +7,9 @@ import ipywidgets as w
 
 from ..analysis import apply_temperature, confidence_histogram, fit_temperature, reliability
 from ..classifier import ClipClassifier, as_classifier
-from ..evaluation import predict
+from ..evaluation import check_compatible, predict
 from ..plots import confidence_trace, plot_reliability, reliability_trace
-from ._helpers import LiveFigure, Messages, Panel, check_compatible, html_table
+from ._helpers import LiveFigure, Messages, Panel, html_table
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 TABLE_COLUMNS = ["model", "test set", "accuracy", "ECE (T=1)", "ECE (T)", "T fit on val", "ECE (T fit)"]

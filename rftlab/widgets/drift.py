@@ -10,7 +10,8 @@ from tqdm.auto import tqdm
 
 from ..analysis import Projector, image_features, points_table, subsample, wise_classifier
 from ..analysis.distortion import ALPHAS
-from ._helpers import LiveFigure, Messages, Panel, model_pair, split_image, thumbnail_png
+from ..plots import thumbnail_png
+from ._helpers import LiveFigure, Messages, Panel, model_pair
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf")
@@ -155,7 +156,7 @@ class DriftExplorer(Panel):
         if not 0 <= index < len(self.split):
             self.message(f"no sample {index}: the split has {len(self.split)}", "error")
             return
-        self.image.value = thumbnail_png(split_image(self.split, index), size=96)
+        self.image.value = thumbnail_png(self.split.open(index), size=96)
         p = self.points[index]
         names = self.task.classnames
         rows = [f"<b>#{index}</b>"] + [f"{k}: {html.escape(str(p[k]))}" for k in self._hover_keys]

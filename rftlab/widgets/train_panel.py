@@ -10,12 +10,12 @@ import torch
 from plotly.subplots import make_subplots
 
 from ..data import Task
-from ..evaluation import evaluate
+from ..evaluation import check_compatible, evaluate
 from ..methods import METHODS, Method, TrainResult, get_method
 from ..plots import history_panel
 from ..recipes import TrainConfig, recipe_of, train_settings
 from ..train import Trainer, finetune
-from ._helpers import LiveFigure, Messages, Panel, Throttle, check_compatible, hparam_widget, html_table
+from ._helpers import LiveFigure, Messages, Panel, Throttle, hparam_widget, html_table
 
 WORLD_TASKS = ("spurious", "shift")
 CONFIG_FIELDS = ("steps", "lr", "batch_size", "eval_every", "seed")
