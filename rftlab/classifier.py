@@ -74,3 +74,12 @@ def as_classifier(obj, what: str = "the model", features_only: bool = False) -> 
     except TypeError:
         raise TypeError(f"{what}: expected {EXPECTED}; got {type(obj).__name__}") from None
     return ClipClassifier(clip, torch.zeros(embed_dim(clip), 1, device=next(clip.parameters()).device))
+
+
+def check_head(classifier: "ClipClassifier", task) -> None:
+    """The one check that a classifier's head has a column per class of ``task`` (training,
+    evaluation, analyses and panels all call it), with the fix in the message."""
+    if classifier.num_classes != task.num_classes:
+        raise ValueError(f"the classifier has {classifier.num_classes} classes but task {task.name!r} has "
+                         f"{task.num_classes}: build its head from the task's class names "
+                         "(ClipClassifier.zeroshot(clip, task.classnames, task.templates))")

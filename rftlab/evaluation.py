@@ -6,7 +6,7 @@ from typing import Callable
 import torch
 
 from .cache import as_cache, cached_encode_split
-from .classifier import ClipClassifier
+from .classifier import ClipClassifier, check_head
 from .data import Split, Task
 from .encode import clip_of
 from .metrics import ece
@@ -29,9 +29,7 @@ def evaluate(classifier, task: Task, transform: Callable, batch_size: int = 256,
              cache=None) -> dict:
     """Every metric of the protocol on the task's test sets (ID and OOD). Never touches val.
     ``cache``: as in :func:`predict`."""
-    if classifier.num_classes != task.num_classes:
-        raise ValueError(f"the classifier has {classifier.num_classes} classes but task {task.name!r} "
-                         f"has {task.num_classes}: build its head from the task's class names")
+    check_head(classifier, task)
     cache = as_cache(cache)
     logits = {k: predict(classifier, s, transform, batch_size, cache) for k, s in task.eval_splits().items()}
     return task.evaluate(logits, n_bins=n_bins)
@@ -66,9 +64,8 @@ def evaluate_transfer(classifier, task: Task, tokenizer: Callable, transform: Ca
 def check_compatible(clip, task, classifier=None) -> None:
     """Raise ValueError naming the problem when ``clip`` cannot read ``task``'s images or a
     classifier's head does not match the task's classes."""
-    if classifier is not None and classifier.num_classes != task.num_classes:
-        raise ValueError(f"the model's head has {classifier.num_classes} classes but task {task.name!r} has "
-                         f"{task.num_classes}: use a classifier built for this task")
+    if classifier is not None:
+        check_head(classifier, task)
     model = clip.model if classifier is None else classifier.clip
     try:
         device = next(model.parameters()).device

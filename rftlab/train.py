@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from . import distributed
-from .classifier import ClipClassifier
+from .classifier import ClipClassifier, check_head
 from .data import Task
 from .evaluation import evaluate_val
 from .methods import Method, Recipe, TrainResult, get_method
@@ -125,9 +125,7 @@ class Trainer:
         seed_everything(self.config.seed)
         if classifier is None:
             classifier = ClipClassifier.zeroshot(clip, task.classnames, task.templates)
-        if classifier.num_classes != task.num_classes:
-            raise ValueError(f"the classifier has {classifier.num_classes} classes but task "
-                             f"{task.name!r} has {task.num_classes}")
+        check_head(classifier, task)
         self.classifier = classifier.to(self.device)
         if self.channels_last:  # before setup, so the frozen references it copies are NHWC too
             self.classifier.to(memory_format=torch.channels_last)

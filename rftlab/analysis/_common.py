@@ -6,7 +6,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from ..classifier import ClipClassifier
+from ..classifier import ClipClassifier, check_head
 from ..data import Split, Task
 from ..encode import clip_of, embed_dim
 
@@ -32,10 +32,7 @@ def check_classes(model, task: Task | None) -> None:
     """A classifier's head must have one column per class of the task."""
     if task is None or not isinstance(model, ClipClassifier):
         return
-    if model.num_classes != task.num_classes:
-        raise ValueError(f"the classifier has {model.num_classes} classes but task {task.name!r} has "
-                         f"{task.num_classes}: build its head from the task's class names "
-                         "(ClipClassifier.zeroshot(clip, task.classnames, task.templates))")
+    check_head(model, task)
 
 
 def check_texts(tokenizer, texts: Sequence[str], what: str = "description") -> list[str]:
