@@ -31,9 +31,18 @@ def cmd_pretrain(a) -> int:
         torch.set_num_threads(a.threads)
     if len(a.steps) != 3 or len(a.lr) != 3:
         raise SystemExit("--steps and --lr take three comma-separated values: supervised,align,joint")
+    mix = None
+    if a.mix:
+        from .world.sample import PRETRAIN_MIX, PretrainMix
+        try:
+            changes = json.loads(a.mix)
+        except json.JSONDecodeError as err:
+            raise SystemExit(f"--mix takes a JSON object of PretrainMix fields, e.g. "
+                             f"'{{\"wide_fraction\": 0.25}}': {err}") from err
+        mix = PretrainMix.from_dict({**PRETRAIN_MIX.to_dict(), **changes})
     pretrain(steps=a.steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed, out=a.out,
-             eval_every=a.eval_every, command="rftlab " + " ".join(sys.argv[1:]),
-             log=lambda m: print(m, flush=True))
+             eval_every=a.eval_every, command=a.command_line,
+             log=lambda m: print(m, flush=True), mix=mix)
     return 0
 
 
@@ -150,15 +159,23 @@ def cmd_wise_curve(a) -> int:
 
 
 def cmd_phenomena(a) -> int:
+    from pathlib import Path
+
+    from .models.factory import DEFAULT_MODEL
     from .models.loading import load_model
-    from .phenomena import measure
+    from .phenomena import markdown, measure, text_table
     clip = load_model(a.model, a.pretrained)
     result = measure(clip, seeds=tuple(range(a.seeds)), log=lambda m: print(m, flush=True))
-    result["command"] = "rftlab " + " ".join(sys.argv[1:])
-    print(json.dumps(result["verdict"], indent=1))
+    result["command"] = a.command_line
+    result["model"] = {"name": a.model, "pretrained": a.pretrained}
+    print(text_table(result))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(result, f, indent=1)
+    if a.md:
+        label = "the shipped world CLIP" if a.model == DEFAULT_MODEL and a.pretrained is None else \
+            f"`{a.model}`" + (f" with weights `{a.pretrained}`" if a.pretrained else "")
+        Path(a.md).write_text(markdown(result, label))
     return 0
 
 
@@ -281,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--eval-every", type=int, default=250)
     s.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     s.add_argument("--out", default=str(DEFAULT_WEIGHTS), help="where to write the weights")
+    s.add_argument("--mix", default=None, metavar="JSON", help="changes to the pretraining stream "
+                   "(rftlab.world.sample.PretrainMix fields), e.g. '{\"wide_fraction\": 0.25}'")
     s.set_defaults(func=cmd_pretrain)
 
     s = sub.add_parser("world", help="save a labelled grid of world samples")
@@ -374,7 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default="rftlab-world")
     s.add_argument("--pretrained", default=None)
     s.add_argument("--seeds", type=int, default=3)
-    s.add_argument("--json", default=None, help="write the full result here")
+    s.add_argument("--json", default=None, help="write the full result here (docs/phenomena.json)")
+    s.add_argument("--md", default=None, help="write the table as markdown here (docs/phenomena.md)")
     s.set_defaults(func=cmd_phenomena)
     s = sub.add_parser("probe", help="find the shortcuts a model relies on; probe.json and probe.html",
                        description="Probe a run (--run), a checkpoint (--model/--pretrained, judged by "
@@ -423,7 +443,9 @@ def main(argv=None) -> int:
     import os
 
     from .errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, TRACEBACK_ENV, is_user_error
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.command_line = "rftlab " + " ".join(argv)   # what the records say was run
     try:
         return args.func(args)
     except KeyboardInterrupt:

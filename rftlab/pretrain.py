@@ -27,7 +27,7 @@ from .losses import clip_loss
 from .train import lr_factor
 from .models.factory import DEFAULT_WEIGHTS, ClipModel, create_world_model, save_checkpoint
 from .world import SPACE, WORLD_TEMPLATES, factor_prompts, sample_world
-from .world.sample import PRETRAIN_SCALE
+from .world.sample import PRETRAIN_MIX, PRETRAIN_SCALE, PretrainMix
 from .zeroshot import prompt_head, zeroshot_head
 
 STAGES = ("supervised", "align", "joint")
@@ -63,7 +63,11 @@ def world_zeroshot_report(clip: ClipModel, n_per_style: int = 250, seed: int = 1
 
 def pretrain(steps=(1200, 600, 2400), batch_size: int = 256, lr=(2e-3, 1e-3, 5e-4),
              seed: int = 0, out: str | Path = DEFAULT_WEIGHTS, eval_every: int = 200,
-             log=print, command: str | None = None) -> ClipModel:
+             log=print, command: str | None = None, mix: PretrainMix | None = None) -> ClipModel:
+    """Pretrain a world CLIP from scratch and write it to ``out`` (with a ``.record.json`` beside
+    it). ``mix``: what the image-caption stream draws (:class:`~rftlab.world.sample.PretrainMix`;
+    default :data:`~rftlab.world.sample.PRETRAIN_MIX`, the shipped model's)."""
+    mix = PRETRAIN_MIX if mix is None else mix
     torch.manual_seed(seed)
     clip = create_world_model()
     model = clip.model
@@ -91,11 +95,12 @@ def pretrain(steps=(1200, 600, 2400), batch_size: int = 256, lr=(2e-3, 1e-3, 5e-
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, n_steps, max(1, n_steps // 20)))
         for step in range(n_steps):
             images, f, caps = sample_world(batch_size, seed=seed * 1_000_003 + step_global * 7,
-                                           with_captions=stage != "supervised", scale=PRETRAIN_SCALE)
+                                           with_captions=stage != "supervised", scale=PRETRAIN_SCALE,
+                                           mix=mix)
             x = clip.preprocess(images)
             if stage == "supervised":
                 z = model.visual(x)
-                loss = sum(F.cross_entropy(h(z), f[k]) for k, h in heads.items())
+                loss = sum(F.cross_entropy(h(z), _targets(f, k, len(SPACE.names(k)))) for k, h in heads.items())
             else:
                 img = encode_image(model, x)
                 txt = encode_text(model, clip.tokenizer(caps))
@@ -117,19 +122,33 @@ def pretrain(steps=(1200, 600, 2400), batch_size: int = 256, lr=(2e-3, 1e-3, 5e-
                 history.append(rec)
                 log(json.dumps(rec))
                 if stage != "supervised":
-                    _save(clip, out, steps, batch_size, lr, seed, t_start, history, command)
+                    _save(clip, out, steps, batch_size, lr, seed, t_start, history, command, mix)
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()
-    _save(clip, out, steps, batch_size, lr, seed, t_start, history, command)
+    _save(clip, out, steps, batch_size, lr, seed, t_start, history, command, mix)
     return clip
 
 
-def _save(clip, out, steps, batch_size, lr, seed, t_start, history, command):
+def _targets(f: dict, factor: str, k: int) -> torch.Tensor:
+    """The supervised stage's targets: the factor's index, or, for the shape and colour of an image
+    that shows a second object, half on each object's value (pretraining does not know which of the
+    two a downstream label would name, as its captions name either)."""
+    if factor not in ("shape", "color") or "second_shape" not in f:
+        return f[factor]
+    target = F.one_hot(f[factor], k).float()
+    two = f["second_shape"] >= 0
+    if two.any():
+        other = F.one_hot(f[f"second_{factor}"][two], k).float()
+        target[two] = 0.5 * target[two] + 0.5 * other
+    return target
+
+
+def _save(clip, out, steps, batch_size, lr, seed, t_start, history, command, mix):
     record = {
         "command": command or " ".join(sys.argv),
         "recipe": {"stages": list(STAGES), "scale": list(PRETRAIN_SCALE), "steps": list(steps), "batch_size": batch_size,
-                   "lr": list(lr), "seed": seed, "optimizer": "AdamW wd 0.05, warm-up 5% then cosine, clip 1.0"},
+                   "lr": list(lr), "seed": seed, "mix": mix.to_dict(), "optimizer": "AdamW wd 0.05, warm-up 5% then cosine, clip 1.0"},
         "wall_minutes": round((time.time() - t_start) / 60, 2),
         "torch": str(torch.__version__), "threads": torch.get_num_threads(), "machine": platform.machine(),
         "history": history,

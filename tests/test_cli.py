@@ -103,3 +103,22 @@ def test_zeroshot_through_the_feature_cache(tmp_path, capsys):
     assert len(list(tmp_path.glob("*.pt"))) == 1
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out) == first and len(list(tmp_path.glob("*.pt"))) == 1
+
+
+def test_phenomena_writes_the_table(tmp_path, capsys, monkeypatch):
+    import rftlab.phenomena as P
+    full = P.measure
+    small = {"n_train": 48, "n_val": 16, "n_test": 24}
+
+    def tiny(clip, seeds=(0, 1, 2), **_):   # the command's own path, on tiny tasks and 2 steps
+        return full(clip, seeds=seeds, settings={"steps": 2, "batch_size": 16},
+                    task_args={"shift": small, "spurious": small, "broad": small}, log=print)
+    monkeypatch.setattr(P, "measure", tiny)
+    js, md = tmp_path / "phenomena.json", tmp_path / "phenomena.md"
+    assert main(["phenomena", "--seeds", "1", "--json", str(js), "--md", str(md)]) == 0
+    out = capsys.readouterr().out
+    result = json.loads(js.read_text())
+    assert [r["key"] for r in result["rows"]] == [f"F{i}" for i in range(1, 11)]
+    assert result["command"].startswith("rftlab phenomena") and f"{result['passed']} of 10 pass" in out
+    text = md.read_text()
+    assert "the shipped world CLIP" in text and all(f"| F{i} |" in text for i in range(1, 11))

@@ -213,7 +213,9 @@ def test_world_tasks_draw_what_they_drew_before_they_named_their_metadata():
         h.update(repr((task.group_names, task.info)).encode())
         return h.hexdigest()[:16]
     small = dict(n_train=40, n_val=32, n_test=32)
-    recorded = [("shift", {}, "e56da4221c1a9372"), ("broad", {}, "501794e10db4c13d"),
+    # `shift` now draws near objects by default (docs/world-design.md, variant 9); with the old sizes it
+    # draws exactly what it drew, so the renderer and the draws did not change under it
+    recorded = [("shift", {"scale": (0.3, 0.62)}, "e56da4221c1a9372"), ("broad", {}, "501794e10db4c13d"),
                 ("mystery", {"seed": 0}, "27cc52829f220a41"), ("mystery", {"seed": 3}, "6a6495ae7d541eae"),
                 ("spurious", {"spurious": ("color", "style"), "correlation": 0.9}, "d4d3fbc6af6c1cc2")]
     for name, kw, fp in recorded:
@@ -275,3 +277,23 @@ def test_bad_metadata_names_are_explained():
         remade(metadata_phrases={"tint": {"red": ["red {}"]}})
     with pytest.raises(ValueError, match=r"prompts for every value of 'place', in the order of metadata_names"):
         remade(metadata_prompts={"place": {"water": ["a square on the sea"], "land": ["a square on the grass"]}})
+
+
+def test_starft_reads_its_phrases_from_the_task():
+    import dataclasses
+
+    from rftlab.datasets import natural_spurious_phrases
+    from rftlab.methods import get_method
+    task = rftlab.load_task("spurious", n_train=40, n_val=32, n_test=32)
+    # a world task: its metadata phrases (backgrounds, colours, styles), nothing from elsewhere
+    assert task.spurious_phrases() == task.descriptions()
+    assert "{} on the grass" in task.spurious_phrases() and "a sketch of a {}" in task.spurious_phrases()
+    # a task with its own pool (as every real dataset has) gets that pool
+    natural = dataclasses.replace(task, info={**task.info, "spurious_phrases": natural_spurious_phrases()})
+    assert natural.spurious_phrases() == natural_spurious_phrases()
+    bare = dataclasses.replace(task, metadata_phrases={}, info={})
+    with pytest.raises(ValueError, match="no spurious phrases for StarFT"):
+        bare.spurious_phrases()
+    clip = rftlab.load_model("rftlab-world", pretrained="random")
+    m = rftlab.Trainer("starft", clip, natural, rftlab.TrainConfig(steps=1, progress=False)).method
+    assert m.phrases == natural_spurious_phrases()

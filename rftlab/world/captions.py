@@ -45,29 +45,35 @@ _EXTRA_WORDS = ("object", "shape", "background", "land", "animal", "bird", "blur
                 "texture", "striped", "with", "and", "at", "sunset", "near", "of")
 
 
-def caption(shape: int, color: int, background: int, style: int, u: torch.Tensor) -> str:
+def caption(shape: int, color: int, background: int, style: int, u: torch.Tensor,
+            rates: tuple[float, float, float] = (0.6, 0.5, 0.5), name: str | None = None) -> str:
     """Alt-text-like caption naming the shape and a random subset of the other factors.
 
-    ``u`` holds 6 uniform numbers in [0, 1) that choose what is mentioned and how.
+    ``u`` holds 6 uniform numbers in [0, 1) that choose what is mentioned and how; ``rates``: how
+    often the style, the colour and the background are mentioned; ``name``: the word for the shape
+    (default its own name).
     """
     def pick(options, x):
         return options[min(int(x * len(options)), len(options) - 1)]
 
     style_name = STYLES[style]
-    prefix = pick(STYLE_PREFIXES[style_name], u[1]) if u[0] < 0.6 else pick(PLAIN_PREFIXES, u[1])
+    prefix = pick(STYLE_PREFIXES[style_name], u[1]) if u[0] < rates[0] else pick(PLAIN_PREFIXES, u[1])
     words = [prefix]
-    if u[2] < 0.5 and style_name != "sketch":  # a sketch shows no colour
+    if u[2] < rates[1] and style_name != "sketch":  # a sketch shows no colour
         words.append(_COLOR_NAMES[color])
-    words.append(SHAPES[shape])
-    if u[3] < 0.5:
+    words.append(name or SHAPES[shape])
+    if u[3] < rates[2]:
         words.append(pick(BACKGROUND_PHRASES[_BG_NAMES[background]], u[4]))
     return re.sub(r"\ba ([aeiou])", r"an \1", " ".join(words))
 
 
-def captions(shape, color, background, style, seed: int = 0) -> list[str]:
+def captions(shape, color, background, style, seed: int = 0, rates=(0.6, 0.5, 0.5), names=None) -> list[str]:
+    """One :func:`caption` per image; ``rates``: how often captions mention the style, the colour and
+    the background; ``names``: per image, the word for its shape (None: its own name)."""
     g = torch.Generator().manual_seed(int(seed))
     u = torch.rand(len(shape), 6, generator=g)
-    return [caption(int(a), int(b), int(c), int(d), u[i])
+    names = names or [None] * len(shape)
+    return [caption(int(a), int(b), int(c), int(d), u[i], rates, names[i])
             for i, (a, b, c, d) in enumerate(zip(shape, color, background, style))]
 
 

@@ -108,13 +108,20 @@ def _background(name: str, u: torch.Tensor, v: torch.Tensor, g: torch.Generator)
 def render(shape: torch.Tensor, color: torch.Tensor, background: torch.Tensor,
            style: torch.Tensor, *, size: int = 32, seed: int = 0,
            scale: tuple[float, float] = (0.3, 0.62), max_rotation: float = 20.0,
-           max_offset: float = 0.28, return_meta: bool = False):
+           max_offset: float = 0.28, return_meta: bool = False, second: dict | None = None):
     """Render one image per row of factor indices.
 
     Returns a float tensor (N, 3, size, size) in [0, 1]. Deterministic in ``seed``.
-    ``scale`` is the object's half-size as a fraction of the image half-width. With
+    ``scale`` is the object's half-size as a fraction of the image half-width; ``max_rotation``
+    the largest rotation in degrees (a number, or one per image). With
     ``return_meta`` also returns a dict: ``mask`` (N, 1, size, size) the anti-aliased object
     mask, ``center`` (N, 2) the object centre in pixels (x, y), ``scale``, ``rotation`` (rad).
+
+    ``second`` adds a smaller second object to some images, drawn in the same style over the
+    first: ``{"shape": (N,) shape index or -1 for none, "color": (N,), "scale": (low, high)}``,
+    its size a fraction (low to high) of the first object's, placed beside it (they may overlap).
+    Its jitter comes from its own random stream, so the first object and the background are
+    the same with and without it.
     """
     shape, color, background, style = (torch.as_tensor(t, dtype=torch.long).reshape(-1)
                                         for t in (shape, color, background, style))
@@ -132,7 +139,9 @@ def render(shape: torch.Tensor, color: torch.Tensor, background: torch.Tensor,
     cx = (torch.rand(n, generator=g) * 2 - 1) * max_offset
     cy = (torch.rand(n, generator=g) * 2 - 1) * max_offset
     s = scale[0] + torch.rand(n, generator=g) * (scale[1] - scale[0])
-    rot = (torch.rand(n, generator=g) * 2 - 1) * math.radians(max_rotation)
+    limit = (math.radians(max_rotation) if not isinstance(max_rotation, torch.Tensor)
+             else max_rotation.to(torch.float64).mul(math.pi / 180).float().reshape(-1))
+    rot = (torch.rand(n, generator=g) * 2 - 1) * limit
     cjit = (torch.rand(n, 3, generator=g) * 2 - 1) * 0.07
     obj_rgb = (_COLOR_TABLE[color] + cjit).clamp(0, 1)
 
@@ -165,6 +174,7 @@ def render(shape: torch.Tensor, color: torch.Tensor, background: torch.Tensor,
 
     noise = torch.randn(n, 3, size, size, generator=g)
     blotch = _lowfreq(n, (6, 6), size, g)
+    two = _second_geometry(second, n, size, seed, cx, cy, s, max_rotation, u, v) if second is not None else None
     for k, name in enumerate(STYLES):
         idx = (style == k).nonzero(as_tuple=True)[0]
         if not idx.numel():
@@ -195,6 +205,8 @@ def render(shape: torch.Tensor, color: torch.Tensor, background: torch.Tensor,
             img = (bg[idx] * (1 - m) + col * m) * strokes + 0.06 * noise[idx]
         else:  # pragma: no cover - STYLES and this list are kept in step
             raise AssertionError(name)
+        if two is not None:
+            img = _second_layer(name, img, two, idx, blotch, noise)
         out[idx] = img
     out.clamp_(0, 1)
     if not return_meta:
@@ -202,7 +214,88 @@ def render(shape: torch.Tensor, color: torch.Tensor, background: torch.Tensor,
     meta = {"mask": torch.sigmoid(-d / (0.5 * pix)),
             "center": torch.stack([(cx + 1) / 2 * size, (cy + 1) / 2 * size], dim=1),
             "scale": s, "rotation": rot}
+    if two is not None:
+        meta["second_shape"] = two["shape"]
+        mask2 = torch.zeros(n, 1, size, size)
+        has = two["slot"] >= 0
+        mask2[has] = torch.sigmoid(-two["d"] / (0.5 * two["pix"]))
+        meta["second_mask"] = mask2
     return out, meta
+
+
+def _second_geometry(second: dict, n: int, size: int, seed: int, cx, cy, s, max_rotation, u, v) -> dict | None:
+    """Signed distances and colours of the second objects (its own random stream)."""
+    shape2 = torch.as_tensor(second["shape"], dtype=torch.long).reshape(-1)
+    color2 = torch.as_tensor(second["color"], dtype=torch.long).reshape(-1)
+    if shape2.numel() != n or color2.numel() != n:
+        raise ValueError("second['shape'] and second['color'] need one entry per image (-1: no second object)")
+    lo, hi = second.get("scale", (0.45, 0.75))
+    has = (shape2 >= 0).nonzero(as_tuple=True)[0]
+    if not has.numel():
+        return None
+    g = torch.Generator().manual_seed(int(seed) * 7 + 104_729)
+    m = len(has)
+    s2 = s[has] * (lo + torch.rand(m, generator=g) * (hi - lo))
+    phi = torch.rand(m, generator=g) * 2 * math.pi
+    dist = (s[has] + s2) * (0.75 + 0.35 * torch.rand(m, generator=g))
+    lim = (0.92 - s2).clamp(min=0.0)
+    cx2 = torch.maximum(torch.minimum(cx[has] + dist * torch.cos(phi), lim), -lim)
+    cy2 = torch.maximum(torch.minimum(cy[has] + dist * torch.sin(phi), lim), -lim)
+    limit = (math.radians(max_rotation) if not isinstance(max_rotation, torch.Tensor)
+             else max_rotation.to(torch.float64).mul(math.pi / 180).float().reshape(-1)[has])
+    rot2 = (torch.rand(m, generator=g) * 2 - 1) * limit
+    cjit = (torch.rand(m, 3, generator=g) * 2 - 1) * 0.07
+    rgb = (_COLOR_TABLE[color2[has]] + cjit).clamp(0, 1)
+    du = u[has] - cx2.view(m, 1, 1, 1)
+    dv = v[has] - cy2.view(m, 1, 1, 1)
+    c, sn = torch.cos(rot2).view(m, 1, 1, 1), torch.sin(rot2).view(m, 1, 1, 1)
+    sc = s2.view(m, 1, 1, 1)
+    x = (c * du + sn * dv) / sc
+    y = -(-sn * du + c * dv) / sc
+    d = torch.empty(m, 1, size, size)
+    for k, name in enumerate(SHAPES):
+        j = (shape2[has] == k).nonzero(as_tuple=True)[0]
+        if j.numel():
+            d[j] = _sdf(name, x[j], y[j])
+    slot = torch.full((n,), -1, dtype=torch.long)
+    slot[has] = torch.arange(m)
+    return {"shape": shape2, "slot": slot, "d": d, "x": x, "y": y, "pix": (2.0 / size) / sc, "rgb": rgb}
+
+
+def _second_layer(style: str, img: torch.Tensor, two: dict, idx: torch.Tensor, blotch, noise) -> torch.Tensor:
+    """Draw the second objects of the images ``idx`` (those that have one) over ``img`` in ``style``."""
+    slot = two["slot"][idx]
+    rows = (slot >= 0).nonzero(as_tuple=True)[0]
+    if not rows.numel():
+        return img
+    img = img.clone()
+    j = slot[rows]
+    d, pix, col = two["d"][j], two["pix"][j], two["rgb"][j].view(-1, 3, 1, 1)
+    x, y, base = two["x"][j], two["y"][j], img[rows]
+    if style == "photo":
+        m = torch.sigmoid(-d / (0.5 * pix))
+        light = (0.5 + 0.35 * (y - x) / 1.4).clamp(0, 1)
+        shadow = torch.roll(m, shifts=(2, 2), dims=(2, 3))
+        new = base * (1 - 0.45 * shadow) * (1 - m) + col * (0.55 + 0.6 * light) * m
+    elif style == "cartoon":
+        m = torch.sigmoid(-d / (0.4 * pix))
+        outline = torch.exp(-(d / (1.3 * pix)) ** 2)
+        new = (base * (1 - m) + col * m) * (1 - 0.9 * outline)
+    elif style == "sketch":
+        outline = torch.exp(-(d / (1.0 * pix)) ** 2)
+        m = torch.sigmoid(-d / (0.5 * pix))
+        hatch = (torch.sin((x + y) / pix * 1.2) > 0.5).float() * m
+        paper = 0.95 + 0.03 * blotch[idx][rows]
+        drawn = (paper - 0.85 * (0.75 * outline + 0.25 * hatch).clamp(0, 1)).expand(-1, 3, -1, -1)
+        new = torch.minimum(base * (1 - m) + drawn * m, (paper - 0.85 * 0.75 * outline).expand(-1, 3, -1, -1))
+    elif style == "painting":
+        b = blotch[idx][rows]
+        m = torch.sigmoid(-(d + 0.15 * (b - 0.5)) / (1.2 * pix))
+        new = base * (1 - m) + (col * (0.75 + 0.5 * b) + 0.06 * noise[idx][rows]) * m
+    else:  # pragma: no cover
+        raise AssertionError(style)
+    img[rows] = new
+    return img
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
