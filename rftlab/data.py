@@ -359,6 +359,22 @@ class Task:
         return list(dict.fromkeys(t for per_value in self.metadata_phrases.values()
                                   for texts in per_value.values() for t in texts))
 
+    def spurious_phrases(self) -> list[str]:
+        """StarFT's class-agnostic spurious phrases for this task ('{}' is the class): the task's own
+        pool in ``info["spurious_phrases"]`` when it has one (real datasets carry the natural pool of
+        :func:`rftlab.datasets.natural_spurious_phrases`), else its metadata phrases
+        (:meth:`descriptions`: a world task's backgrounds, colours and styles). A ValueError when the
+        task has neither."""
+        phrases = list(self.info.get("spurious_phrases") or self.descriptions())
+        if not phrases:
+            raise ValueError(f"task {self.name!r} has no spurious phrases for StarFT: give it metadata_phrases "
+                             f"(descriptions of what an image shows besides its class) or "
+                             f"info['spurious_phrases'] (e.g. rftlab.datasets.natural_spurious_phrases())")
+        bad = [t for t in phrases if "{}" not in t]
+        if bad:
+            raise ValueError(f"task {self.name!r}: spurious phrases need '{{}}' where the class goes; {bad[:3]} have none")
+        return phrases
+
     def named_values(self, description: str) -> tuple[str, list[str]] | None:
         """The metadata key and values a description names, by :func:`named_values` over the
         task's ``metadata_phrases``."""

@@ -26,8 +26,7 @@ class StarFT(FLYP):
 
     def setup(self, classifier, task, clip):
         super().setup(classifier, task, clip)
-        from ..world.captions import spurious_phrases
-        self.phrases = task.info.get("spurious_phrases") or spurious_phrases()
+        self.phrases = task.spurious_phrases()
         self.spurious = CaptionBank(clip.tokenizer, [[self.caption.format(p.format(c)) for p in self.phrases]
                                                      for c in task.classnames])
         self.teacher = classifier.frozen_copy().clip

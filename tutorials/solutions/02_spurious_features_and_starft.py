@@ -144,10 +144,8 @@ group_figure(list(results), "Accuracy per group (class/place)").show()
 
 # %%
 import torch.nn.functional as F
-from rftlab.world.captions import spurious_phrases
-
-phrases = spurious_phrases()
-print(f"{len(phrases)} spurious phrases for the world, e.g.:", ", ".join(p.format("square") for p in phrases[::7]))
+phrases = task.spurious_phrases()   # what StarFT reads: the task's metadata phrases
+print(f"{len(phrases)} spurious phrases for this task, e.g.:", ", ".join(p.format("square") for p in phrases[::7]))
 
 g = torch.Generator().manual_seed(0)
 idx = torch.randperm(len(task.train), generator=g)[:10]
