@@ -5,7 +5,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -103,9 +103,9 @@ assert ft_sp_m["worst_group_acc"] < zs_sp["worst_group_acc"]  # the phenomenon t
 # ## Distribution shift and WiSE-FT
 #
 # In the `shift` task (DomainNet-like) the training set holds photos only; the test sets are photos (ID)
-# and sketches, cartoons and paintings (OOD). Objects appear turned by up to 90°; the zero-shot model was
-# pretrained on nearly upright objects, so it under-uses what it sees, and labelled examples can teach it:
-# this is where fine-tuning earns its ID gains, as on real downstream sets. WiSE-FT mixes the weights of the zero-shot model θ0 and the
+# and sketches, cartoons and paintings (OOD). Objects appear turned by up to 90°, a pose the zero-shot model
+# saw in pretraining only now and then (a quarter of its photos, fewer of its drawings), so it is unsure of
+# turned objects, and labelled examples can teach it: this is where fine-tuning earns its ID gains. WiSE-FT mixes the weights of the zero-shot model θ0 and the
 # fine-tuned model θ: θα = (1 − α)·θ0 + α·θ. Sweeping α traces a curve from zero-shot (α = 0) to
 # fine-tuned (α = 1), with no retraining.
 
@@ -130,8 +130,9 @@ assert curve[-1]["id_acc"] > curve[0]["id_acc"]  # fine-tuning raises ID accurac
 
 # %% [markdown]
 # Read the curve from left to right: fine-tuning moves ID accuracy up; the OOD axis shows how much of
-# that carries over to styles the fine-tuning set never showed. Points of the curve above the straight
-# line between its ends are the "free lunch" WiSE-FT is known for.
+# that carries over to styles the fine-tuning set never showed. Mixed models between the ends that beat both
+# of them on OOD accuracy are the "free lunch" WiSE-FT is known for; the printout shows whether this run has
+# them (on this world the lunch is smaller than the paper's: `docs/phenomena.md`, rows F4 and F5).
 #
 # Where next: the robust fine-tuning methods (Lipsum-FT, CAR-FT, CaRot, StarFT) try to keep the zero-shot
 # model's robustness *during* fine-tuning instead of restoring it afterwards.

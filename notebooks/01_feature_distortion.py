@@ -5,7 +5,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -97,15 +97,15 @@ for r in drift:
 by_split = {}
 for r in drift:
     by_split.setdefault(r["split"], []).append(r)
-for split, rows in by_split.items():  # the embedding moves most, the first stage least, on every test set
+for split, rows in by_split.items():  # the late stages move most, the first stage least, on every test set
     drifts = [r["cosine_drift"] for r in rows]
-    assert drifts[-1] == max(drifts) and drifts[0] == min(drifts) and rows[-1]["cka"] < rows[0]["cka"], split
+    assert max(drifts[-2:]) == max(drifts) and drifts[0] == min(drifts) and rows[-1]["cka"] < rows[0]["cka"], split
 id_drift = by_split["id"][-1]["cosine_drift"]
 assert all(rows[-1]["cosine_drift"] > 0.5 * id_drift for rows in by_split.values())  # OOD features move too
 
 # %% [markdown]
-# Read the lines from left to right: the first stage barely turns, the embedding turns most, and CKA stays near 1
-# in the first stage and drops in the later ones: fine-tuning rewrites the late layers, where the class
+# Read the lines from left to right: the first stage barely turns, the last stage and the embedding turn most,
+# and CKA stays near 1 in the first stage and drops in the later ones: fine-tuning rewrites the late layers, where the class
 # information lives, and keeps the early filters.
 #
 # Now compare the ID line (`id`, photos) with the OOD lines. The OOD features do move, by amounts comparable to
@@ -146,16 +146,16 @@ mean = lambda rows, k: sum(r[k] for r in rows) / len(rows)
 assert id_row["FT"] > id_row["zero-shot"]                                         # the fine-tuned pair gains ID ...
 assert mean(ood_rows, "FT") < mean(ood_rows, "zero-shot")                         # ... and loses OOD
 assert mean(ood_rows, "θ features, zero-shot head") < mean(ood_rows, "zero-shot")  # the old head reads the new OOD features worse
+assert id_row["θ features, zero-shot head"] > id_row["zero-shot"]                 # ... and the new photo features better
 
 # %% [markdown]
-# This is the feature-distortion picture, made visible. Every set moves, OOD styles further than photos, and the
-# movement even has a component toward each image's own class direction. Yet the zero-shot head reads the new
-# features *worse* than the old ones, on sketches and paintings most: the movement toward the own class is
-# outweighed by movement toward the other classes' directions. Only the fine-tuned head, which moved together with
-# the features, makes use of them, and it was fitted on photos: on the ID set the pair gains, and on average over
-# the OOD styles it loses what the zero-shot model had (per style the printout tells: one style can gain while the
-# others lose). Features and head co-adapt on the training distribution; that is the mechanism LP-FT and the
-# robust methods below try to prevent.
+# This is the feature-distortion picture, made visible. On photos the features move toward their own class's
+# text direction, so well that the *unchanged* zero-shot head reads θ's photo features about as well as the
+# fine-tuned head does: the ID gain lives in the image tower. The styles it never trained on do not share the
+# benefit: on average over them the zero-shot head reads the new features worse than the old ones, most of all on
+# sketches, the style whose features moved furthest and away from their class (per style the printout tells: one
+# style can gain while the others lose). The tower was rewritten for photos; the other styles move with it, in
+# directions nobody checked. That is the mechanism LP-FT and the robust methods below try to prevent.
 #
 # ## 3. Lipsum-FT's energy gap
 #
@@ -206,20 +206,26 @@ er = {r["method"]: r["effective_robustness"] for r in live}
 assert sweep[0]["id_acc"] == metrics["zero-shot"]["id_acc"]           # alpha 0 is the zero-shot model
 assert sweep[-1]["id_acc"] == metrics["FT"]["id_acc"]                 # alpha 1 is the fine-tuned one
 assert wise_half["mean_ood_acc"] > metrics["FT"]["mean_ood_acc"]     # mixing recovers OOD accuracy
-assert er["lipsum-ft"] > er["wise-ft"]                                # Lipsum-FT sits higher above (or less below) the line
+mid = [r for r in sweep if 0 < r["alpha"] < 1]
+chord = lambda r: sweep[0]["id_acc"] + r["alpha"] * (sweep[-1]["id_acc"] - sweep[0]["id_acc"])
+print(f"alpha 0.5 keeps {(wise_half['id_acc'] - sweep[0]['id_acc']) / (sweep[-1]['id_acc'] - sweep[0]['id_acc']):.0%} of FT's ID gain; "
+      f"best mean OOD {max(r['mean_ood_acc'] for r in sweep):.3f} against the ends' {max(sweep[0]['mean_ood_acc'], sweep[-1]['mean_ood_acc']):.3f}")
+assert all(r["id_acc"] >= chord(r) - 0.02 for r in mid)               # ID never sags below the straight line
+assert er["lipsum-ft"] > 0 and er["wise-ft"] > 0                      # both land above the zero-shot-to-FT line
 
 # %% [markdown]
-# Mixing the weights gives back OOD accuracy that FT lost (α = 0.5 is far above FT on OOD), but on the world CLIP
-# the curve does not bend *above* the straight line as in the WiSE-FT paper: it sags below it, and the ID accuracy
-# of the mixed models stays near zero-shot's until α is close to 1 (the recorded 3-seed curve in
-# `docs/phenomena.md`: ID 0.598 at α = 0, 0.604 at 0.5, 0.643 at 0.8, 0.708 at 1). Halfway weights are not a
-# better model here, they are mostly the zero-shot one: the fine-tuned weights of this small CNN do not sit in a
-# basin where every point between θ0 and θ is good, which is the condition WiSE-FT's gains rest on (the paper
-# shows that fine-tuned CLIP ViTs meet it). The claims run says the same from the other side: tuned on ID
-# validation accuracy, WiSE-FT chooses α = 1 (`docs/claims.md`). Lipsum-FT, trained once, lands higher against
-# the line: it kept OOD accuracy at an ID accuracy that mixing only reaches with less OOD.
+# Mixing the weights gives back the OOD accuracy FT lost, and the ID accuracy of the mixed models stays on or
+# above the straight line between the ends: the fine-tuned weights sit in the zero-shot model's basin, the
+# condition WiSE-FT's gains rest on (the paper shows fine-tuned CLIP ViTs meet it). Between the ends the mixed
+# models beat both of them on OOD accuracy (the printout gives the best point and the better end).
 #
-# ### Every method on the same plane
+# **In this world** the effect is smaller than the paper's: at α = 0.5 the mix keeps part of FT's ID gain (the
+# printout says how much), where the paper's keeps all of it, and it beats the better end OOD by about 0.02, not
+# by several points. `docs/phenomena.md` records it over 3 seeds (row F4 fails, F5 passes) and
+# `docs/world-design.md` gives the measured reason. Lipsum-FT, trained once, also lands above the line, by about
+# as much as the α = 0.5 mix.
+#
+# ## Every method on the same plane
 #
 # Training all 13 methods takes minutes per seed, so here are the recorded runs: 3 seeds each, world defaults,
 # produced by

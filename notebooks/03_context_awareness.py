@@ -5,7 +5,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -97,10 +97,9 @@ assert all(per_split["CAR-FT"][s] < per_split["FT"][s] for s in splits)   # CAR-
 assert per_split["CAR-FT"]["id"] == min(per_split["CAR-FT"].values())     # most of all on the style it trained on
 
 # %% [markdown]
-# FT changes the context distribution on every test set, on the other styles more than on the photos it was
-# trained on. CAR-FT keeps the KL lower on every set (note the log scale), and by far the most on photos, the
-# only images its KL term ever sees; on the other styles the protection carries over only in part (the printout
-# gives both per test set).
+# FT changes the context distribution on every test set. CAR-FT keeps the KL lower on every set (note the log
+# scale), and by far the most on photos, the only images its KL term ever sees; on the other styles the
+# protection carries over only in part (the printout gives both per test set).
 #
 # The average hides the spread over images: the histogram below shows the per-image KL, pooled over every test
 # set.
@@ -130,16 +129,15 @@ for r_ft, r_car in zip(shifts["FT"].table(), shifts["CAR-FT"].table()):
 stopped = {name: [r["context"] for r in s.stopped_seeing()] for name, s in shifts.items()}
 for name, contexts in stopped.items():
     print(f"{name} stopped seeing: {contexts or 'nothing'}")
-assert any("painting" in c for c in stopped["FT"])   # FT stops seeing the styles it never trained on
-assert len(stopped["CAR-FT"]) < len(stopped["FT"])  # CAR-FT keeps more of them
+assert stopped["FT"]                                 # FT stops seeing some contexts ...
+assert len(stopped["CAR-FT"]) < len(stopped["FT"])  # ... CAR-FT fewer of them
 
 # %% [markdown]
-# FT trained on photos only, and its context distribution collapses onto what its training images have in
-# common: the plain class contexts ("a {}", "the {}") and the photo contexts gain most of the mass, while the
-# other styles (paintings, cartoons), the places and the colours lose it: FT stops seeing dozens of contexts
-# (the list above). CAR-FT's column stays close to θ0's for most contexts; what it still loses are the paintings
-# and the style x place combinations, contexts its training photos never show, which its KL term on photos
-# cannot pin down.
+# FT trained on photos only, and its context distribution shifts towards what its training images have in
+# common; the contexts it stops seeing are listed above (in the full run: several colours and the photo
+# contexts with a place, the factors the class does not depend on). The styles survive: this world CLIP's
+# pretraining showed every style with turned objects too, so fine-tuning on photos does not erase them. CAR-FT's
+# column stays close to θ0's; the printout says which contexts, if any, it still loses.
 #
 # ## 3. Can the model still recognise the context?
 #
@@ -155,15 +153,16 @@ if "style" in TASK.test.meta:   # world factors; for other data pass prompts={va
     rec = {(r["model"], r["factor"]): r["accuracy"] for r in recognition}
     for r in recognition:
         print(f"{r['model']:<10} {r['factor']:<11} accuracy {r['accuracy']:.3f}  ({r['n']} images)")
-    assert rec[("FT", "style")] < rec[("zero-shot", "style")]   # FT loses the style
-    assert rec[("CAR-FT", "style")] > rec[("FT", "style")]      # CAR-FT keeps more of it
-    assert rec[("CAR-FT", "background")] > rec[("FT", "background")]   # and of the background, a context too
+    assert rec[("FT", "background")] < rec[("zero-shot", "background")]     # FT reads the background worse
+    assert rec[("CAR-FT", "background")] > rec[("FT", "background")]        # CAR-FT keeps more of it
 else:
     print("this task has no world factors: see analysis.context_recognition(prompts=..., key=...)")
 
 # %% [markdown]
-# The zero-shot model recognises the style and the background; FT loses much of both, and CAR-FT keeps most of
-# them: styles and places are both among its contexts. A regulariser only keeps what it measures: with the
+# The zero-shot model recognises the style and the background almost perfectly. The style stays near the ceiling
+# for every model; the background is where FT loses some (the printout gives the numbers of this run), and CAR-FT
+# keeps more of it: places are among its contexts. The losses are small on this world: it teaches the
+# direction, not the size seen on real CLIPs. A regulariser only keeps what it measures: with the
 # task's templates alone as contexts (styles only, as rftlab had them before session 4) CAR-FT would have had no
 # reason to keep the background. Try it: fine-tune CAR-FT on `dataclasses.replace(TASK, contexts=list(TASK.templates))`
 # and compare its background bar.

@@ -5,7 +5,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -20,8 +20,9 @@
 # test images by top-label confidence (15 equal bins here), and average |accuracy − confidence| over bins,
 # weighted by bin size.
 #
-# Fine-tuning usually calibrates a model on the data it was tuned for, and says nothing about other data: on
-# a distribution shift it can stay confident while its accuracy drops. CaRot (Oh et al.) fine-tunes
+# Zero-shot CLIP is well calibrated, in and out of distribution (Minderer et al. 2021). Fine-tuning keeps a model
+# calibrated on the data it was tuned for, and says nothing about other data: on a distribution shift it can stay
+# confident while its accuracy drops. CaRot (Oh et al.) fine-tunes
 # contrastively (as FLYP) with an orthogonality constraint on the image projection and self-distillation,
 # and argues that a larger **smallest singular value σ_min of the ID feature covariance** goes with better
 # OOD calibration.
@@ -92,14 +93,15 @@ for k, r in rel.items():
     print(f"{k:<14} ECE {r['ece']:.3f}  ({r['n']} images)")
 gain = {d: rel[f"zero-shot {d}"]["ece"] - rel[f"FT {d}"]["ece"] for d in ("ID", "OOD")}
 print(f"FT lowered ECE by {gain['ID']:.3f} on ID and by {gain['OOD']:.3f} on OOD")
-assert gain["ID"] > gain["OOD"]   # fine-tuning calibrates most where it was tuned
+assert gain["ID"] > gain["OOD"]                               # fine-tuning's calibration is best where it was tuned
+assert rel["FT OOD"]["ece"] > rel["zero-shot OOD"]["ece"]     # and worse than zero-shot's out of distribution
 if not SMOKE:   # in 60 smoke steps CaRot's EMA teacher and terms have barely acted; 150 steps show it
     assert rel["CaRot OOD"]["ece"] < rel["FT OOD"]["ece"]    # CaRot is better calibrated out of distribution
 
 # %% [markdown]
-# The zero-shot world CLIP is badly calibrated (its ECE is printed first). Fine-tuning on photos calibrates it,
-# but most where it was tuned: FT's ECE falls further on ID than on the OOD styles (the printout gives both
-# gains). With the full 150 steps CaRot's pooled OOD ECE is lower than FT's (in smoke mode's 60 steps it has
+# The zero-shot world CLIP is calibrated, as real CLIP is: its ECE, printed first, is small on photos and on the
+# other styles alike. Fine-tuning on photos keeps the ID ECE small but raises the OOD ECE (a negative "lowered
+# by" in the printout): the phenomenon CaRot starts from (`docs/phenomena.md`, row F7, over 3 seeds). With the full 150 steps CaRot's pooled OOD ECE is lower than FT's (in smoke mode's 60 steps it has
 # barely acted: compare the two lines of the printout).
 #
 # ## 2. Confidence, ID vs OOD
@@ -179,13 +181,13 @@ fig.update_layout(height=360, template="plotly_white", xaxis_title="σ_min of th
 fig.show()
 for name in models:
     print(f"{name:<10} sigma_min {sigma[name]:.3e}   mean OOD ECE {reports[name]['mean_ood_ece']:.3f}")
-assert sigma["CaRot"] > sigma["FT"]   # CaRot spreads the ID features more than FT
+assert max(sigma.values()) < 1e-3 * analysis.covariance_spectrum(feats["zero-shot"]["id"])[0].item()  # at the floor
 
 # %% [markdown]
-# CaRot ends with a larger σ_min than FT and a lower OOD ECE, as its paper argues. Note the scale in the
-# spectrum: the world CLIP's embedding is nearly degenerate in its last directions for every model (the curves
-# drop by several orders of magnitude at the end), so σ_min is tiny for all three; what changes is its relative
-# size.
+# **In this world** σ_min cannot test CaRot's argument. The spectrum drops by several orders of magnitude in its
+# last directions for every model: σ_min sits at the numerical floor for all three (the printout), and which of
+# them is larger is noise, not spread. The directions before the last ones (the rest of the curves) are where
+# the models differ; CaRot's OOD ECE against FT's is printed beside its σ_min.
 #
 # ## 5. ID calibration against OOD error, for every method
 #
@@ -222,16 +224,18 @@ if recorded:
     best_id, best_ood = min(table, key=lambda r: r["id_ece"]), min(table, key=lambda r: r["mean_ood_ece"])
     print(f"lowest ID ECE: {best_id['method']} (OOD ECE {best_id['mean_ood_ece']:.3f}); "
           f"lowest OOD ECE: {best_ood['method']} (ID ECE {best_ood['id_ece']:.3f})")
-    assert best_id["method"] != best_ood["method"]                       # calibrated ID is not calibrated OOD ...
-    assert best_id["mean_ood_ece"] > 2 * best_ood["mean_ood_ece"]        # ... far from it
+    worst = max(table, key=lambda r: r["mean_ood_ece"])
+    print(f"highest OOD ECE: {worst['method']} ({worst['mean_ood_ece']:.3f}, ID ECE {worst['id_ece']:.3f})")
+    assert worst["id_ece"] < best_id["id_ece"] + 0.03                   # an ordinary ID ECE ...
+    assert worst["mean_ood_ece"] > 5 * best_ood["mean_ood_ece"]         # ... with the worst OOD ECE by far
 else:
     print("no recorded comparison for this task: run `rftlab compare --task ... --json ...` to make one")
 
 # %% [markdown]
-# A low ID ECE does not promise a low OOD error or a low OOD ECE: the method best calibrated in distribution is
-# among the worst out of distribution (the printout names both; LP and LP-FT fit their head to convergence on
-# the photos), while the methods that train both towers contrastively (FLYP, CaRot, StarFT) are the best
-# calibrated OOD at an ordinary ID ECE. The table is sorted by OOD ECE; `docs/claims.md` tests the papers'
-# calibration claims under their protocol (CaRot's lowest OOD ECE reproduces, its lowest ID ECE does not).
+# A low ID ECE does not promise a low OOD ECE: the method with the highest OOD ECE has an ID ECE close to the best
+# (the printout names both; LP and LP-FT fit their head to convergence on the photos). The methods that stay close
+# to θ0 (WiSE-FT, Lipsum-FT) and the contrastive ones (CaRot, StarFT, FLYP) keep zero-shot's OOD calibration; FT,
+# the soups, L2-SP and CAR-FT lose part of it. The table is sorted by OOD ECE; `docs/claims.md` tests the papers'
+# calibration claims under their protocol (measured on the previous world CLIP; its re-run is pending).
 #
 # **Where next:** `05_method_zoo` compares every method on both world tasks.

@@ -5,7 +5,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -159,15 +159,18 @@ for m in sorted(er, key=er.get, reverse=True):
           f"effective robustness {er[m]:+.3f}")
 assert mean("shift", "wise-ft", "mean_ood_acc") > mean("shift", "ft", "mean_ood_acc")      # WiSE-FT recovers OOD
 assert mean("shift", "lipsum-ft", "mean_ood_acc") > mean("shift", "ft", "mean_ood_acc")    # so does Lipsum-FT
-assert er["lipsum-ft"] > max(0, er["wise-ft"])                                          # Lipsum-FT above the line
+above = [m for m in er if er[m] > 0.04]
+print("more than 0.04 above the line:", ", ".join(sorted(above, key=er.get, reverse=True)))
+assert {"wise-ft", "lipsum-ft"} <= set(above)                                            # both well above the line
+assert er["lp"] < 0 and er["lp-ft"] < 0                                                    # the linear probes far below it
 
 # %% [markdown]
-# The printout ranks the methods by effective robustness. Lipsum-FT and the contrastive methods (FLYP, CaRot,
-# StarFT) sit above the line at ID accuracies between zero-shot's and FT's; WiSE-FT at α = 0.5 sits just below
-# it: on the world CLIP the interpolated weights give back zero-shot's OOD accuracy but hardly any of FT's ID gain
-# (`01_feature_distortion` shows the whole curve). LP and LP-FT reach ID accuracies beyond FT's, where the line is
-# *extrapolated* past its FT end: their large positive values compare them with a trade-off nobody measured, so
-# read them with care. `docs/claims.md` tests each paper's claim under its own protocol.
+# The printout ranks the methods by effective robustness and lists those more than 0.04 above the line: WiSE-FT at
+# α = 0.5 and Lipsum-FT lead, with CaRot and StarFT close (the recorded values differ by less than their seeds'
+# spread, so read them as a group, not a ranking). They keep zero-shot's OOD accuracy or more at an ID accuracy
+# between zero-shot's and FT's. LP and LP-FT sit far *below* the line: their heads, fitted to convergence on
+# photos, lose the other styles (their OOD accuracy is printed above). `docs/claims.md` tests each paper's claim
+# under its own protocol.
 #
 # ## `spurious`: worst group against average
 #
@@ -197,12 +200,13 @@ assert mean("spurious", "ft", "worst_group_acc") < mean("spurious", "zeroshot", 
 ranked = sorted(sp, key=lambda m: -mean("spurious", m, "worst_group_acc"))
 zs_wg = mean("spurious", "zeroshot", "worst_group_acc")
 assert abs(mean("spurious", "lipsum-ft", "worst_group_acc") - zs_wg) < 0.02                # Lipsum-FT keeps it ...
-assert all(mean("spurious", m, "worst_group_acc") < zs_wg - 0.1 for m in sp if m not in ("zeroshot", "lipsum-ft"))  # ... no other method does
+assert all(mean("spurious", m, "worst_group_acc") < zs_wg - 0.05 for m in sp if m not in ("zeroshot", "lipsum-ft"))  # ... no other method does
+assert set(ranked[-2:]) == {"soup-uniform", "ft"}                                            # FT and its soup lose the most
 
 # %% [markdown]
-# Every fine-tuning method but one gives up at least 10 points of worst-group accuracy against zero-shot; the
+# Every fine-tuning method but one gives up more than 5 points of worst-group accuracy against zero-shot; the
 # printout ranks them. Lipsum-FT keeps zero-shot's worst group, and its average accuracy too: with the world
-# recipe its energy penalty holds the model close to θ0 on this task. CAR-FT, L2-SP, WiSE-FT and LP-FT keep part
+# recipe its energy penalty holds the model close to θ0 on this task. LP, WiSE-FT, CAR-FT and L2-SP keep most
 # of it; FT and the uniform soup of FT runs lose the most.
 # Hide methods by clicking their legend entries to compare a few at a time.
 #
@@ -229,7 +233,9 @@ print("lowest OOD ECE:", best_ood_ece)
 # claims` runs each claim that way: every method tuned on validation data with the same budget of
 # configurations, the selection retrained over seeds, and a verdict by a rule fixed before the runs. It writes
 # `docs/claims.md` (with the reasons behind every claim that does not reproduce, each measured by an ablation
-# run) and `docs/claims.json`, read here. Each bar is the difference method − baseline in the claimed
+# run) and `docs/claims.json`, read here. **Not yet re-run on this world:** the claims file was measured on the
+# world CLIP shipped before the re-pretraining logged in `docs/world-design.md` (session 5), so its verdicts
+# describe that model; the comparison above is on the shipped one. The re-run is the world issue's open item. Each bar is the difference method − baseline in the claimed
 # direction (positive: the claim holds), with ±2 standard errors.
 
 # %%
