@@ -231,7 +231,7 @@ assert er["lipsum-ft"] > 0 and er["wise-ft"] > 0                      # both lan
 # produced by
 #
 # ```
-# rftlab compare --task shift --methods all --seeds 3 --json docs/compare_shift.json
+# rftlab compare --task shift --methods all --seeds 3 --json rftlab/results/compare_shift.json
 # ```
 #
 # (`docs/methods.md` has the tables). Points are the means over seeds; the line runs through the recorded
@@ -239,14 +239,11 @@ assert er["lipsum-ft"] > 0 and er["wise-ft"] > 0                      # both lan
 # fewer steps, so its points above sit elsewhere.
 
 # %%
-import json
-from pathlib import Path
 
 def committed_results(task_name):
-    """The 3-seed comparison recorded in docs/compare_<task>.json (rows of rftlab.compare), or []
-    when this is not a world task (the recorded runs are on the world)."""
-    path = Path(rftlab.__file__).resolve().parents[1] / "docs" / f"compare_{task_name}.json"
-    return json.loads(path.read_text()) if task_name in ("shift", "spurious") and path.exists() else []
+    """The 3-seed comparison shipped with rftlab (rftlab.recorded("compare_<task>"), rows of
+    rftlab.compare), or [] when this is not a world task (the recorded runs are on the world)."""
+    return rftlab.recorded(f"compare_{task_name}") if task_name in ("shift", "spurious") else []
 
 recorded = committed_results(TASK.name)
 if recorded:

@@ -195,21 +195,18 @@ assert max(sigma.values()) < 1e-3 * analysis.covariance_spectrum(feats["zero-sho
 # world defaults), produced by
 #
 # ```
-# rftlab compare --task shift --methods all --seeds 3 --json docs/compare_shift.json
+# rftlab compare --task shift --methods all --seeds 3 --json rftlab/results/compare_shift.json
 # ```
 #
 # The first plot puts ID ECE against mean OOD error, the second ID ECE against mean OOD ECE. This notebook's
 # three models are printed below for comparison (in smoke mode they trained for fewer steps).
 
 # %%
-import json
-from pathlib import Path
 
 def committed_results(task_name):
-    """The 3-seed comparison recorded in docs/compare_<task>.json (rows of rftlab.compare), or []
-    when this is not a world task (the recorded runs are on the world)."""
-    path = Path(rftlab.__file__).resolve().parents[1] / "docs" / f"compare_{task_name}.json"
-    return json.loads(path.read_text()) if task_name in ("shift", "spurious") and path.exists() else []
+    """The 3-seed comparison shipped with rftlab (rftlab.recorded("compare_<task>"), rows of
+    rftlab.compare), or [] when this is not a world task (the recorded runs are on the world)."""
+    return rftlab.recorded(f"compare_{task_name}") if task_name in ("shift", "spurious") else []
 
 for row in analysis.calibration_vs_ood(reports):
     print(f"this run  {row['method']:<11} ID ECE {row['id_ece']:.3f}  OOD error {row['mean_ood_error']:.3f}  OOD ECE {row['mean_ood_ece']:.3f}")
@@ -236,6 +233,6 @@ else:
 # (the printout names both; LP and LP-FT fit their head to convergence on the photos). The methods that stay close
 # to θ0 (WiSE-FT, Lipsum-FT) and the contrastive ones (CaRot, StarFT, FLYP) keep zero-shot's OOD calibration; FT,
 # the soups, L2-SP and CAR-FT lose part of it. The table is sorted by OOD ECE; `docs/claims.md` tests the papers'
-# calibration claims under their protocol (measured on the previous world CLIP; its re-run is pending).
+# calibration claims under their protocol, each tuned with the same budget (`05_method_zoo` prints them).
 #
 # **Where next:** `05_method_zoo` compares every method on both world tasks.

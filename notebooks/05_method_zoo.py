@@ -29,12 +29,12 @@
 # * the *live* part trains the methods in `LIVE` on both tasks: in full mode a subset at the world defaults
 #   (edit `LIVE` to run more); in smoke mode (CI) **every** method, for a few steps on a subsample, to show the
 #   pipeline runs end to end (those numbers mean nothing);
-# * the *recorded* part loads the 3-seed comparison of all 13 methods from `docs/compare_shift.json` and
-#   `docs/compare_spurious.json`, produced by
+# * the *recorded* part loads the 3-seed comparison of all 13 methods from `rftlab/results/compare_shift.json` and
+#   `rftlab/results/compare_spurious.json`, produced by
 #
 #   ```
-#   rftlab compare --task shift --methods all --seeds 3 --json docs/compare_shift.json
-#   rftlab compare --task spurious --methods all --seeds 3 --json docs/compare_spurious.json
+#   rftlab compare --task shift --methods all --seeds 3 --json rftlab/results/compare_shift.json
+#   rftlab compare --task spurious --methods all --seeds 3 --json rftlab/results/compare_spurious.json
 #   ```
 #
 #   and draws every figure of the other notebooks for all methods at once.
@@ -99,14 +99,11 @@ for name, rows in live.items():
 # wall time of one run, training and evaluation, on the machine that recorded them.
 
 # %%
-import json
-from pathlib import Path
 
 def committed_results(task_name):
-    """The 3-seed comparison recorded in docs/compare_<task>.json (rows of rftlab.compare), or []
-    when this is not a world task (the recorded runs are on the world)."""
-    path = Path(rftlab.__file__).resolve().parents[1] / "docs" / f"compare_{task_name}.json"
-    return json.loads(path.read_text()) if task_name in ("shift", "spurious") and path.exists() else []
+    """The 3-seed comparison shipped with rftlab (rftlab.recorded("compare_<task>"), rows of
+    rftlab.compare), or [] when this is not a world task (the recorded runs are on the world)."""
+    return rftlab.recorded(f"compare_{task_name}") if task_name in ("shift", "spurious") else []
 
 from IPython.display import Markdown, display
 from rftlab.compare import markdown_table
@@ -233,14 +230,12 @@ print("lowest OOD ECE:", best_ood_ece)
 # claims` runs each claim that way: every method tuned on validation data with the same budget of
 # configurations, the selection retrained over seeds, and a verdict by a rule fixed before the runs. It writes
 # `docs/claims.md` (with the reasons behind every claim that does not reproduce, each measured by an ablation
-# run) and `docs/claims.json`, read here. **Not yet re-run on this world:** the claims file was measured on the
-# world CLIP shipped before the re-pretraining logged in `docs/world-design.md` (session 5), so its verdicts
-# describe that model; the comparison above is on the shipped one. The re-run is the world issue's open item. Each bar is the difference method − baseline in the claimed
-# direction (positive: the claim holds), with ±2 standard errors.
+# run) and its rows, shipped with the package and read here with `rftlab.recorded("claims")`; they were measured
+# on the shipped world CLIP. Each bar is the difference method − baseline in the claimed direction (positive:
+# the claim holds), with ±2 standard errors.
 
 # %%
-claims_path = Path(rftlab.__file__).resolve().parents[1] / "docs" / "claims.json"
-claims = json.loads(claims_path.read_text())
+claims = rftlab.recorded("claims")
 print(claims["rule"], f"\n({claims['generated_by']}, {claims['seconds'] / 60:.0f} minutes)\n")
 for r in claims["rows"]:
     print(f"{r['verdict']:<13} {r['paper'].split(' (')[0]:<11} {r['claim'][:70]:<72} "

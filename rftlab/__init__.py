@@ -9,6 +9,9 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    # recorded results (package data)
+    "recorded": "rftlab.files",
+    "recorded_path": "rftlab.files",
     # models
     "load_model": "rftlab.models.loading",
     "ClipModel": "rftlab.models.factory",

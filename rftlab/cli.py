@@ -258,20 +258,22 @@ def cmd_sweep(a) -> int:
 
 def cmd_claims(a) -> int:
     from .claims import run_claims, write_report
+    from .files import RESULTS_DIR
     out = a.out or ("claims-quick" if a.quick else "docs")
+    json_dir = None if a.out or a.quick else RESULTS_DIR   # the default full run records claims.json in the package
     tuned = None
     if a.tuned:
         from .files import read_json
-        data = read_json(a.tuned, "tuned settings", "give docs/claims.json or rftlab/claims_tuned.json of a full run")
+        data = read_json(a.tuned, "tuned settings", "give rftlab/results/claims.json or rftlab/claims_tuned.json of a full run")
         if not isinstance(data, dict) or not isinstance(data.get("tuned"), dict):
-            raise ValueError(f"{a.tuned} holds no 'tuned' mapping: give docs/claims.json or rftlab/claims_tuned.json "
+            raise ValueError(f"{a.tuned} holds no 'tuned' mapping: give rftlab/results/claims.json or rftlab/claims_tuned.json "
                              f"of a full run")
         tuned = data["tuned"]
         tuning = {"source": data.get("source", str(a.tuned)), "seconds": data.get("tuning_seconds"),
                   "budget": data.get("budget", a.budget)}
     result = run_claims(quick=a.quick, budget=a.budget, workers=a.workers, tuned=tuned,
                         tuning=tuning if a.tuned else None, log=lambda m: print(m, flush=True))
-    paths = write_report(result, out)
+    paths = write_report(result, out, json_dir)
     print("wrote " + ", ".join(str(p) for p in paths))
     if a.json:
         print(json.dumps(result["rows"], indent=1))
@@ -380,10 +382,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "docs/claims.md. --quick: the recorded tuned values, 2 seeds, no sweep.")
     s.add_argument("--quick", action="store_true", help="no sweep: the tuned values of the last full run, 2 seeds")
     s.add_argument("--budget", type=int, default=6, help="configurations per method in the sweep (a multiple of 3)")
-    s.add_argument("--out", default=None, help="folder for claims.md and claims.json (default: docs, or "
-                                                "claims-quick with --quick)")
+    s.add_argument("--out", default=None, help="folder for claims.md and claims.json (default: claims.md in docs "
+                                                "and claims.json in rftlab/results; claims-quick with --quick)")
     s.add_argument("--tuned", default=None, metavar="FILE", help="reuse the tuned settings of a full run "
-                                                                 "(docs/claims.json) instead of sweeping")
+                                                                 "(rftlab/results/claims.json) instead of sweeping")
     s.add_argument("--workers", type=int, default=None, help="processes training side by side (default: one "
                                                                   "per core, at most 2)")
     s.add_argument("--json", action="store_true", help="also print the rows as JSON")
@@ -393,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default="rftlab-world")
     s.add_argument("--pretrained", default=None)
     s.add_argument("--seeds", type=int, default=3)
-    s.add_argument("--json", default=None, help="write the full result here (docs/phenomena.json)")
+    s.add_argument("--json", default=None, help="write the full result here (rftlab/results/phenomena.json)")
     s.add_argument("--md", default=None, help="write the table as markdown here (docs/phenomena.md)")
     s.set_defaults(func=cmd_phenomena)
     s = sub.add_parser("probe", help="find the shortcuts a model relies on; probe.json and probe.html",

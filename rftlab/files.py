@@ -171,3 +171,37 @@ def stale_temporaries(path) -> list[Path]:
     """Temporary files :func:`atomic_write` left beside ``path`` (a process killed while writing)."""
     path = Path(path)
     return sorted(path.parent.glob(f"{path.name}.*.tmp")) if path.parent.is_dir() else []
+
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"   # recorded runs, shipped as package data
+
+
+def recorded_path(name: str) -> Path:
+    """The path of the recorded result ``name`` (``"claims"``, ``"phenomena"``, ``"compare_shift"``,
+    ``"compare_spurious"``) inside the installed package."""
+    path = RESULTS_DIR / f"{name}.json"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in RESULTS_DIR.glob("*.json"))) or "none"
+        raise MissingFileError(f"no recorded result {name!r} in {RESULTS_DIR}: choose one of {known} "
+                               f"(rftlab/results/README.md says which command writes each)", path)
+    return path
+
+
+def recorded(name: str) -> dict:
+    """A recorded run shipped with rftlab (package data, so it is there in a wheel on a JupyterHub or
+    Colab, not only in a checkout), e.g. ``rftlab.recorded("claims")["rows"]``.
+
+    Args:
+        name: ``"claims"`` (``rftlab claims``), ``"phenomena"`` (``rftlab phenomena``),
+            ``"compare_shift"`` or ``"compare_spurious"`` (``rftlab compare --methods all``).
+
+    Returns:
+        The JSON content as a dict.
+
+    Example:
+        >>> import rftlab
+        >>> sorted(rftlab.recorded("claims"))[:3]
+        ['budget', 'generated_by', 'protocols']
+    """
+    return read_json(recorded_path(name), f"recorded result {name!r}",
+                     "reinstall rftlab, or re-run the command in rftlab/results/README.md")
