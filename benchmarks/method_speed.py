@@ -9,7 +9,8 @@ its own with the same batch, and the target is: method time <= 1.10 x (FT time +
 
 Memory: the peak of torch's CUDA allocator when run on a GPU; on the CPU, the size of the extra
 state each method keeps (frozen copies, teachers, snapshots), which is what it adds to FT.
-LP: features encoded once versus re-encoded for every L-BFGS iteration (LP's epoch).
+LP: features encoded once versus re-encoded for every L-BFGS iteration (LP's epoch). Model Stock and the
+soups are recipes of FT runs: each of their steps is an FT step.
 Run on an otherwise idle machine.
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ UNAVOIDABLE = {
     "flyp": "captions through the text tower, forward and backward; AdamW and clipping over the text tower",
     "carot": "FLYP's work + teacher image and caption forwards",
     "starft": "FLYP's work + injected captions (forward and backward) + teacher image and caption forwards",
+    "spd": "a copy of every trained tensor before the step, then its condition, two norms and the decay",
 }
 
 
@@ -60,6 +62,16 @@ def extra_work(name, trainer, images, labels) -> float:
     from rftlab.methods._common import step_generator
     from rftlab.methods.lipsum import random_texts
     m, clf = trainer.method, trainer.classifier
+    if name == "spd":
+        from rftlab.optim import selective_projection_decay
+        params, anchors = trainer.params, trainer.optimizer.anchors
+
+        def f():
+            with torch.no_grad():
+                before = [p.detach().clone() for p in params]
+                for p, b, a in zip(params, before, anchors):   # lam = 0: the same work, the weights unchanged
+                    p.copy_(selective_projection_decay(b, p, p.grad if p.grad is not None else torch.zeros_like(p), a, 0.0))
+        return _timed(f)
     if name == "l2-sp":
         def f():
             reg = l2sp(m._params, m._params0)
@@ -137,7 +149,7 @@ def main():
     import rftlab
     clip = rftlab.load_model()
     task = rftlab.load_task("shift")
-    names = ["ft", "lp-ft", "wise-ft", "l2-sp", "lipsum-ft", "car-ft", "flyp", "carot", "starft"]
+    names = ["ft", "lp-ft", "wise-ft", "lines", "l2-sp", "spd", "lipsum-ft", "car-ft", "flyp", "carot", "starft"]
     trainers = {}
     for n in names:
         c = copy.copy(clip)
@@ -165,6 +177,7 @@ def main():
         ok = "yes" if ratio <= 1.10 * target else "NO"
         print(f"{n:<11}{1000 * step[n]:>9.1f}{ratio:>7.2f}{target:>8.2f}{ok:>5}{_state_mb(trainers[n].method):>10.1f}"
               f"  {UNAVOIDABLE.get(n, 'none')}")
+    print("model-stock, soup-uniform, soup-greedy: recipes of FT runs (each step is FT's), then one merge")
     if torch.cuda.is_available():
         print(f"peak CUDA memory: {torch.cuda.max_memory_allocated() / 2 ** 20:.0f} MB")
     cached, reencode = lp_cache_ratio(clip, task)

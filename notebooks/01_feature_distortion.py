@@ -227,7 +227,7 @@ assert er["lipsum-ft"] > 0 and er["wise-ft"] > 0                      # both lan
 #
 # ## Every method on the same plane
 #
-# Training all 13 methods takes minutes per seed, so here are the recorded runs: 3 seeds each, world defaults,
+# Training all 16 methods takes minutes per seed, so here are the recorded runs: 3 seeds each, world defaults,
 # produced by
 #
 # ```

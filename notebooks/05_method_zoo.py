@@ -23,13 +23,13 @@
 # * `spurious` (Waterbirds-like): a background correlated with the class in training; average and worst-group
 #   accuracy on a test set balanced over class × background.
 #
-# **What runs here.** One seed of all 13 methods at the world defaults (150 steps per run) takes longer on two
+# **What runs here.** One seed of all 16 methods at the world defaults (150 steps per run) takes longer on two
 # CPU cores than a notebook should (`docs/methods.md` records the time). So:
 #
 # * the *live* part trains the methods in `LIVE` on both tasks: in full mode a subset at the world defaults
 #   (edit `LIVE` to run more); in smoke mode (CI) **every** method, for a few steps on a subsample, to show the
 #   pipeline runs end to end (those numbers mean nothing);
-# * the *recorded* part loads the 3-seed comparison of all 13 methods from `rftlab/results/compare_shift.json` and
+# * the *recorded* part loads the 3-seed comparison of all 16 methods from `rftlab/results/compare_shift.json` and
 #   `rftlab/results/compare_spurious.json`, produced by
 #
 #   ```
@@ -72,7 +72,7 @@ for t in TASKS.values():
 # NBVAL_CHECK_OUTPUT
 for name, cls in rftlab.METHODS.items():
     print(f"{name:<13} {cls.summary}")
-assert len(rftlab.METHODS) == 13
+assert len(rftlab.METHODS) == 16
 
 # %% [markdown]
 # ## Live run
@@ -160,6 +160,41 @@ above = [m for m in er if er[m] > 0.04]
 print("more than 0.04 above the line:", ", ".join(sorted(above, key=er.get, reverse=True)))
 assert {"wise-ft", "lipsum-ft"} <= set(above)                                            # both well above the line
 assert er["lp"] < 0 and er["lp-ft"] < 0                                                    # the linear probes far below it
+
+# %% [markdown]
+# ### The weight-space family against the WiSE-FT curve
+#
+# WiSE-FT, the two soups, Model Stock and LiNeS change no loss: they combine weights after training (θ0, FT runs,
+# or both). The line is the WiSE-FT curve of one FT run trained here (seed `SEED`, α = 0, 0.1, ..., 1, from the
+# zero-shot model to the FT run); the labelled points are the recorded 3-seed means of each merge. A merge above
+# the curve keeps more OOD accuracy at its ID accuracy than mixing FT with θ0 does; the printout gives each
+# point's height above the curve at its ID accuracy. In smoke mode the curve comes from a few steps on a subsample
+# and is not comparable with the recorded points.
+
+# %%
+import numpy as np
+shift_live = live_tasks["shift"]
+zs_clf = rftlab.ClipClassifier.zeroshot(clip, shift_live.classnames, shift_live.templates)
+ft_clf = rftlab.finetune("ft", clip, shift_live, CFG).classifier
+curve = analysis.wise_curve(zs_clf, ft_clf, shift_live, clip.preprocess)
+family = ["zeroshot", "ft", "wise-ft", "soup-uniform", "soup-greedy", "model-stock", "lines"]
+fig = go.Figure()
+fig.add_scatter(x=[r["id_acc"] for r in curve], y=[r["mean_ood_acc"] for r in curve], mode="lines+markers",
+                name=f"WiSE-FT curve (FT run of this notebook, seed {SEED})", text=[f"alpha {r['alpha']:.1f}" for r in curve])
+fig.add_scatter(x=[mean("shift", m, "id_acc") for m in family], y=[mean("shift", m, "mean_ood_acc") for m in family],
+                mode="markers+text", text=family, textposition="top center", marker={"size": 11},
+                name="recorded merges (3-seed means)")
+fig.update_layout(height=520, template="plotly_white", xaxis_title="ID accuracy", yaxis_title="mean OOD accuracy",
+                  title="shift: the weight-space family against the WiSE-FT curve").show()
+by_id = sorted(curve, key=lambda r: r["id_acc"])
+for m in family:
+    x, y = mean("shift", m, "id_acc"), mean("shift", m, "mean_ood_acc")
+    inside = by_id[0]["id_acc"] <= x <= by_id[-1]["id_acc"]
+    height = y - np.interp(x, [r["id_acc"] for r in by_id], [r["mean_ood_acc"] for r in by_id])
+    print(f"{m:<13} ID {x:.3f}  OOD {y:.3f}  " + (f"above the curve by {height:+.3f}" if inside
+                                                 else "outside the curve's ID range"))
+assert [round(r["alpha"], 1) for r in curve] == [round(0.1 * i, 1) for i in range(11)]
+assert abs(curve[0]["id_acc"] - rftlab.evaluate(zs_clf, shift_live, clip.preprocess)["id_acc"]) < 1e-6  # alpha 0 is zero-shot
 
 # %% [markdown]
 # The printout ranks the methods by effective robustness and lists those more than 0.04 above the line: WiSE-FT at

@@ -133,6 +133,12 @@ RUNS = {r.label: r for r in [
     Run("car-ft (beta=0)", "car-ft", "shift", {"beta": 0.0}, tune=False),
     Run("carot", "carot", "shift"),
     Run("carot (no OC, no SD)", "carot", "shift", {"lambda_oc": 0.0, "lambda_sd": 0.0}, tune=False),
+    Run("model-stock", "model-stock", "shift"),
+    Run("model-stock (ratio=1)", "model-stock", "shift", {"ratio": 1.0}, tune=False),
+    Run("lines", "lines", "shift"),
+    Run("lines (alpha=1)", "lines", "shift", {"alpha": 1.0, "beta": 0.0}, tune=False),
+    Run("spd", "spd", "shift"),
+    Run("spd (lambda=0)", "spd", "shift", {"lam": 0.0}, tune=False),
     Run("zeroshot on spurious", "zeroshot", "transfer", tune=False),
     Run("ft on broad", "ft", "transfer"),
     Run("flyp on broad", "flyp", "transfer"),
@@ -186,6 +192,27 @@ CLAIMS: list[Claim] = [
             "mean_ood_ece10", "zeroshot", m, _S, "ImageNet -> 5 shifts; assumes a well-calibrated zero-shot model", False,
             "zeroshot (calibrated)", "the zero-shot model with its temperature fitted on val (a calibrated zero-shot model)")
       for m in ("ft", "lp-ft", "flyp", "lipsum-ft")],
+    Claim("Model Stock (Jang et al., ECCV 2024)", "two fine-tuned runs merged with the pretrained weights beat the greedy soup in distribution",
+          "id_acc", "model-stock", "soup-greedy", _S, "ImageNet, 2 runs against a greedy soup of many", True,
+          "model-stock (ratio=1)", "t = 1 (the plain average of the same two runs)"),
+    Claim("Model Stock (Jang et al., ECCV 2024)", "... and out of distribution",
+          "mean_ood_acc", "model-stock", "soup-greedy", _S, "ImageNet -> 5 shifts", True,
+          "model-stock (ratio=1)", "t = 1 (the plain average of the same two runs)"),
+    Claim("Model Stock (Jang et al., ECCV 2024)", "... and beat the uniform soup in distribution",
+          "id_acc", "model-stock", "soup-uniform", _S, "ImageNet", True,
+          "model-stock (ratio=1)", "t = 1 (the plain average of the same two runs)"),
+    Claim("LiNeS (Wang et al., ICLR 2025)", "scaling each layer's update with its depth restores OOD accuracy FT loses",
+          "mean_ood_acc", "lines", "ft", _S, "edits a fine-tuned checkpoint; alpha swept, beta = 1 - alpha", True,
+          "lines (alpha=1)", "alpha = 1, beta = 0 (the fine-tuned endpoint of the same runs)"),
+    Claim("LiNeS (Wang et al., ICLR 2025)", "... without losing FT's ID accuracy",
+          "id_acc", "lines", "ft", _S, "as above", True,
+          "lines (alpha=1)", "alpha = 1, beta = 0 (the fine-tuned endpoint)"),
+    Claim("SPD (Tian et al., NeurIPS 2024)", "selective projection decay beats FT out of distribution",
+          "mean_ood_acc", "spd", "ft", _S, "ImageNet -> 4 shifts, and DomainNet", True,
+          "spd (lambda=0)", "lambda = 0 (Adam without any weight decay)"),
+    Claim("SPD (Tian et al., NeurIPS 2024)", "... and L2-SP out of distribution",
+          "mean_ood_acc", "spd", "l2-sp", _S, "as above", True,
+          "spd (lambda=0)", "lambda = 0 (Adam without any weight decay)"),
     Claim("StarFT (Kim et al., IJCAI 2025)", "after fine-tuning, better zero-shot worst-group accuracy on Waterbirds than FLYP",
           "worst_group_acc", "starft on broad", "flyp on broad", _T, "fine-tune on ImageNet, zero-shot on Waterbirds", True,
           "starft on broad (lambda=0)", "lambda = 0 (FLYP with StarFT's single caption)"),
@@ -259,7 +286,7 @@ def score(classifier, protocol: str, clip) -> dict:
 
 # Relative cost of one run on the world (FT = 1; docs/benchmarks.md's step times, soups = 6 FT runs),
 # to send the costliest work out first.
-COST = {"zeroshot": 0.1, "lp": 0.3, "ft": 1.0, "lp-ft": 1.1, "l2-sp": 1.05, "wise-ft": 1.0, "flyp": 2.3,
+COST = {"model-stock": 2.0, "lines": 1.0, "spd": 1.1, "zeroshot": 0.1, "lp": 0.3, "ft": 1.0, "lp-ft": 1.1, "l2-sp": 1.05, "wise-ft": 1.0, "flyp": 2.3,
         "soup-greedy": 6.0, "soup-uniform": 6.0, "lipsum-ft": 1.7, "car-ft": 1.3, "carot": 2.9, "starft": 4.0}
 
 
@@ -364,15 +391,21 @@ def _tune_one(label: str, budget: int, settings: dict, threads: int) -> dict:
             "val": sel["score"]}
 
 
-def tune(budget: int, workers: int = 1, log=print, **settings) -> dict:
-    """The selection of every tuned run: ``rftlab.sweep`` on the protocol's training task, the same
-    ``budget`` of configurations for every method, chosen on :data:`SELECT` (val only). Soups are
-    not tuned (their ingredients are the FT learning-rate grid: nothing to select)."""
-    from .methods import Recipe, get_method
-    labels = [r.label for r in RUNS.values() if r.tune and r.method != "zeroshot"
-              and not isinstance(get_method(r.method), Recipe)]
-    out = {r.label: {"lr": None, "hparams": {}, "val": None} for r in RUNS.values()
-           if r.tune and r.method != "zeroshot" and r.label not in labels}
+def _selects(method: str, budget: int) -> bool:
+    """Whether ``rftlab.sweep`` has anything to select for a method: the soups' grid is their
+    ingredients (the FT learning-rate grid itself), nothing to choose; a Model Stock tunes its lr."""
+    from .methods import METHODS
+    return any("lr_factor" in c or len(c) > 0 and "ingredients" not in c for c in METHODS[method].grid(budget))
+
+
+def tune(budget: int, workers: int = 1, log=print, labels=None, **settings) -> dict:
+    """The selection of every tuned run (or of the runs ``labels``): ``rftlab.sweep`` on the
+    protocol's training task, the same ``budget`` of configurations for every method, chosen on
+    :data:`SELECT` (val only). Soups are not tuned (their ingredients are the FT learning-rate
+    grid: nothing to select)."""
+    wanted = [r for r in RUNS.values() if r.tune and r.method != "zeroshot" and (labels is None or r.label in labels)]
+    labels = [r.label for r in wanted if _selects(r.method, budget)]
+    out = {r.label: {"lr": None, "hparams": {}, "val": None} for r in wanted if r.label not in labels}
     log(f"tuning {len(labels)} runs, {budget} configurations each, in {workers} process(es)")
     if workers <= 1:
         out.update({lab: _tune_one(lab, budget, settings, torch.get_num_threads()) for lab in labels})
@@ -483,19 +516,45 @@ def default_workers() -> int:
     return max(1, min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
+def select_claims(papers=None) -> list[Claim]:
+    """The claims of the papers whose names start with one of ``papers`` (e.g. ``["SPD", "LiNeS"]``);
+    every claim when None. An unknown name fails with the list of papers."""
+    if not papers:
+        return list(CLAIMS)
+    names = list(dict.fromkeys(c.paper for c in CLAIMS))
+    unknown = [p for p in papers if not any(n.lower().startswith(p.lower()) for n in names)]
+    if unknown:
+        raise ValueError(f"no claims of {unknown}; the papers are: " + "; ".join(names))
+    return [c for c in CLAIMS if any(c.paper.lower().startswith(p.lower()) for p in papers)]
+
+
+def _tuned_labels(claims: list[Claim]) -> list[str]:
+    """The tuned runs the claims train (their methods, baselines and the bases of their ablations)."""
+    out = []
+    for c in claims:
+        for lab in _labels(c) + ([c.ablation] if c.ablation else []):
+            run = RUNS[lab] if RUNS[lab].tune or RUNS[lab].method == "zeroshot" else _base(RUNS[lab])
+            if run.tune and run.method != "zeroshot" and run.label not in out:
+                out.append(run.label)
+    return out
+
+
 def run_claims(quick: bool = False, budget: int = 6, log=print, tuned: dict | None = None,
-               workers: int | None = None, tuning: dict | None = None, **settings) -> dict:
+               workers: int | None = None, tuning: dict | None = None, papers=None, **settings) -> dict:
     """Every claim of :data:`CLAIMS`, decided by :data:`RULE`. Full: tune every method with
     ``rftlab.sweep`` (``budget`` configurations each, on val), 3 seeds (5 for close calls), and the
     published defaults beside the tuned values. ``quick``: no sweep (the tuned values recorded by
     the last full run, :data:`TUNED_FILE`), 2 seeds, no defaults, no extra seeds, no ablations (a
     negative verdict quotes the full run's measured reason). ``workers``:
     processes training side by side (default :func:`default_workers`). ``tuned`` skips the sweep
-    (``tuning``: where those values came from: {"source", "seconds", "budget"}). ``settings``:
+    for the runs it has and tunes only the others (``tuning``: where those values came from:
+    {"source", "seconds", "budget"}). ``papers``: only those papers' claims (:func:`select_claims`;
+    :func:`merge_results` puts them into a recorded full run). ``settings``:
     TrainConfig fields for every run on top of the recipes (``steps=2`` makes a smoke run)."""
     from .models import load_model
     from .train import reuse_runs
     t0 = time.time()
+    claims = select_claims(papers)
     workers = default_workers() if workers is None else max(1, int(workers))
     clip = load_model()
     seeds = (0, 1) if quick else (0, 1, 2)
@@ -510,26 +569,33 @@ def run_claims(quick: bool = False, budget: int = 6, log=print, tuned: dict | No
         full_reasons = recorded.get("reasons", {})
     elif tuned is None:
         t_tune = time.time()
-        tuned = tune(budget, workers, log, **settings)
+        tuned = tune(budget, workers, log, labels=None if papers is None else _tuned_labels(claims), **settings)
         tuning = {"source": "this run", "seconds": round(time.time() - t_tune, 1), "budget": budget}
         log("tuned: " + json.dumps(tuned))   # a later run can reuse them: run_claims(tuned=...), --tuned FILE
+    elif not quick and [lab for lab in _tuned_labels(claims) if lab not in tuned]:
+        missing = [lab for lab in _tuned_labels(claims) if lab not in tuned]
+        t_tune = time.time()
+        tuned = {**tuned, **tune(budget, workers, log, labels=missing, **settings)}
+        tuning = {**(tuning or {"source": "given", "budget": budget}),
+                  "tuned_here": missing, "seconds_here": round(time.time() - t_tune, 1)}
+        log("tuned: " + json.dumps({lab: tuned[lab] for lab in missing}))
     tuning = tuning or {"source": "given", "budget": budget}
     with reuse_runs():
         log(f"training every claim's method and baselines with seeds {list(seeds)} in {workers} process(es)")
-        runner.prefetch([j for c in CLAIMS for j in _jobs(_labels(c), tuned, seeds)])
-        judged = [_judge(runner, c, tuned, seeds) for c in CLAIMS]
+        runner.prefetch([j for c in claims for j in _jobs(_labels(c), tuned, seeds)])
+        judged = [_judge(runner, c, tuned, seeds) for c in claims]
         if not quick:   # close calls get two more seeds
-            close = [i for i, (c, j) in enumerate(zip(CLAIMS, judged)) if close_call(j["_m"], j["_b"], c.higher_is_better)]
-            runner.prefetch([j for i in close for j in _jobs(_labels(CLAIMS[i]), tuned, (3, 4))])
+            close = [i for i, (c, j) in enumerate(zip(claims, judged)) if close_call(j["_m"], j["_b"], c.higher_is_better)]
+            runner.prefetch([j for i in close for j in _jobs(_labels(claims[i]), tuned, (3, 4))])
             for i in close:
-                judged[i] = _judge(runner, CLAIMS[i], tuned, (0, 1, 2, 3, 4))
-        negative = [i for i, j in enumerate(judged) if j["verdict"] != REPRODUCES and CLAIMS[i].ablation]
+                judged[i] = _judge(runner, claims[i], tuned, (0, 1, 2, 3, 4))
+        negative = [i for i, j in enumerate(judged) if j["verdict"] != REPRODUCES and claims[i].ablation]
         if not quick:   # --quick runs no ablation: it quotes the last full run's reasons
-            runner.prefetch([j for i in negative for j in _jobs([CLAIMS[i].ablation], tuned, judged[i]["seeds"])])
+            runner.prefetch([j for i in negative for j in _jobs([claims[i].ablation], tuned, judged[i]["seeds"])])
         if not quick:
-            runner.prefetch([j for c in CLAIMS for j in _jobs(_labels(c), defaults(), seeds)])
+            runner.prefetch([j for c in claims for j in _jobs(_labels(c), defaults(), seeds)])
         rows = []
-        for claim, judge in zip(CLAIMS, judged):
+        for claim, judge in zip(claims, judged):
             row = {"paper": claim.paper, "claim": claim.claim, "metric": claim.metric, "method": claim.method,
                    "baseline": claim.baseline if isinstance(claim.baseline, str) else " / ".join(claim.baseline),
                    "protocol": claim.protocol, "paper_protocol": claim.paper_protocol,
@@ -551,8 +617,28 @@ def run_claims(quick: bool = False, budget: int = 6, log=print, tuned: dict | No
                 f"{row['baseline_value']['mean']:.3f} ({row['diff']:+.3f} ± {row['se']:.3f}, {row['n']} seeds)")
     return {"generated_by": "rftlab claims" + (" --quick" if quick else ""), "rule": RULE, "quick": quick,
             "budget": None if quick else tuning.get("budget", budget), "select": SELECT, "protocols": PROTOCOLS,
-            "workers": workers, "tuning": tuning,
+            "workers": workers, "tuning": tuning, "papers": list(papers) if papers else None,
             "tuned": tuned, "seconds": round(time.time() - t0, 1), "rows": rows}
+
+
+def merge_results(recorded: dict, part: dict, command: str = "") -> dict:
+    """A recorded full run with the rows of a run of some papers (``run_claims(papers=...)``) put
+    in: those papers' rows replaced (or added, in :data:`CLAIMS` order), the tuned settings joined,
+    and the run listed under ``additions`` with its command, papers and minutes, so the report
+    says which rows came when."""
+    if part.get("quick") or recorded.get("quick"):
+        raise ValueError("merge only full runs: a --quick run's 2-seed rows would sit beside 3-seed ones")
+    if part.get("rule") != recorded.get("rule") or part.get("select") != recorded.get("select"):
+        raise ValueError("the two runs decide by different rules or select on different metrics: re-run in full")
+    papers = {r["paper"] for r in part["rows"]}
+    rows = {claim_key(r): r for r in recorded["rows"] if r["paper"] not in papers}
+    rows.update({claim_key(r): r for r in part["rows"]})
+    order = [claim_key(c) for c in CLAIMS]
+    merged_rows = sorted(rows.values(), key=lambda r: order.index(claim_key(r)) if claim_key(r) in order else len(order))
+    added = {"command": command or part.get("generated_by", "rftlab claims"), "papers": sorted(papers),
+             "seconds": part["seconds"], "tuning": part.get("tuning")}
+    return {**recorded, "tuned": {**recorded["tuned"], **part["tuned"]}, "rows": merged_rows,
+            "additions": [*recorded.get("additions", []), added]}
 
 
 # ---------------------------------------------------------------------------- the report
@@ -568,6 +654,10 @@ def markdown(result: dict) -> str:
              f"(`rftlab/claims.py`; the rows are also in `rftlab/results/claims.json`, read by `rftlab.recorded(\"claims\")`). Every claim is a comparison on "
              "the metric its paper reports, under its paper's protocol (below), decided by a rule fixed before "
              "any run:", "", f"> {result['rule']}", ""]
+    for a in result.get("additions", []):
+        lines += [f"The rows of {', '.join(a['papers'])} were added later by `{a['command']}` in "
+                  f"{a['seconds'] / 60:.1f} minutes, with the tuned settings above for the runs they share and "
+                  "the same budget, seeds and rule for the runs they tuned.", ""]
     tuning = result.get("tuning") or {}
     if tuning.get("seconds") and tuning.get("source") != "this run":
         lines += [f"The tuning (the sweep) was recorded separately: {tuning['source']}, "

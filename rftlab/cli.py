@@ -257,11 +257,13 @@ def cmd_sweep(a) -> int:
 
 
 def cmd_claims(a) -> int:
+    from pathlib import Path
+
     from .claims import run_claims, write_report
     from .files import RESULTS_DIR
     out = a.out or ("claims-quick" if a.quick else "docs")
     json_dir = None if a.out or a.quick else RESULTS_DIR   # the default full run records claims.json in the package
-    tuned = None
+    tuned, tuning = None, None
     if a.tuned:
         from .files import read_json
         data = read_json(a.tuned, "tuned settings", "give rftlab/results/claims.json or rftlab/claims_tuned.json of a full run")
@@ -271,8 +273,20 @@ def cmd_claims(a) -> int:
         tuned = data["tuned"]
         tuning = {"source": data.get("source", str(a.tuned)), "seconds": data.get("tuning_seconds"),
                   "budget": data.get("budget", a.budget)}
+    papers = [p.strip() for p in a.papers.split(",") if p.strip()] if a.papers else None
+    recorded_file = Path(json_dir or out) / "claims.json"
+    if papers and not a.quick:   # a run of some papers goes into the recorded full run
+        from .claims import merge_results
+        from .files import read_json
+        recorded = read_json(recorded_file, "recorded claims", "run `rftlab claims` in full once first")
+        if tuned is None:
+            tuned, tuning = recorded["tuned"], {"source": f"{recorded_file} (its full run)",
+                                                "budget": recorded.get("budget")}
     result = run_claims(quick=a.quick, budget=a.budget, workers=a.workers, tuned=tuned,
-                        tuning=tuning if a.tuned else None, log=lambda m: print(m, flush=True))
+                        tuning=tuning if tuned is not None else None, papers=papers,
+                        log=lambda m: print(m, flush=True))
+    if papers and not a.quick:
+        result = merge_results(recorded, result, f"rftlab claims --papers {a.papers}")
     paths = write_report(result, out, json_dir)
     print("wrote " + ", ".join(str(p) for p in paths))
     if a.json:
@@ -388,6 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                                  "(rftlab/results/claims.json) instead of sweeping")
     s.add_argument("--workers", type=int, default=None, help="processes training side by side (default: one "
                                                                   "per core, at most 2)")
+    s.add_argument("--papers", default=None, metavar="NAMES",
+                   help="only these papers' claims, comma-separated name prefixes (e.g. 'SPD,LiNeS'); a full run "
+                        "of them reuses the recorded run's tuned settings, tunes only what it lacks and puts its "
+                        "rows into the recorded claims.json and claims.md")
     s.add_argument("--json", action="store_true", help="also print the rows as JSON")
     s.set_defaults(func=cmd_claims)
 

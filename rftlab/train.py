@@ -141,7 +141,7 @@ class Trainer:
             p.requires_grad_(False)
         for p in self.params:
             p.requires_grad_(True)
-        self.optimizer = torch.optim.AdamW(self.params, lr=self.config.lr, weight_decay=self.config.weight_decay) \
+        self.optimizer = self.method.build_optimizer(self.params, self.config) \
             if self.params and self.method.trainable else None
         self._stop_requested = False
         self.checkpoint_extra: dict = {}  # more plain values for every checkpoint (a run folder's config)

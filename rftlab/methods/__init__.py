@@ -5,10 +5,13 @@ from .carot import CaRot
 from .flyp import FLYP
 from .ft import FT
 from .l2sp import L2SP
+from .lines import LiNeS
 from .lipsum import LipsumFT
 from .lp import LP
 from .lpft import LPFT
+from .model_stock import ModelStock
 from .soup import GreedySoup, Soup, average_state_dicts
+from .spd import SPD
 from .starft import StarFT
 from .wiseft import WiSEFT, wise_ft
 from .zeroshot import ZeroShot
@@ -27,6 +30,9 @@ METHODS: dict[str, type[Method | Recipe]] = {
     "car-ft": CARFT,
     "carot": CaRot,
     "starft": StarFT,
+    "model-stock": ModelStock,
+    "lines": LiNeS,
+    "spd": SPD,
 }
 
 
@@ -40,6 +46,6 @@ def get_method(name, **hparams) -> Method | Recipe:
     return METHODS[name](**hparams)
 
 
-__all__ = ["CARFT", "CaRot", "FLYP", "FT", "GreedySoup", "HParam", "L2SP", "LP", "LPFT", "LipsumFT",
+__all__ = ["CARFT", "CaRot", "FLYP", "FT", "GreedySoup", "HParam", "L2SP", "LP", "LPFT", "LiNeS", "LipsumFT", "ModelStock", "SPD",
            "METHODS", "Method", "Probe", "Recipe", "Soup", "StarFT", "TrainResult", "WiSEFT", "ZeroShot", "average_state_dicts",
            "get_method", "lr_grid", "wise_ft"]

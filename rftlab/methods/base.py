@@ -163,6 +163,11 @@ class Method(Configured):
             params += [p for n, p in classifier.clip.named_parameters() if not n.startswith("visual.")]
         return params
 
+    def build_optimizer(self, params: list[torch.nn.Parameter], config) -> torch.optim.Optimizer:
+        """The optimiser of the step loop: AdamW with the recipe's lr and weight decay (SPD brings
+        its own). The loop sets each group's lr every step from the schedule."""
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
     def probe(self) -> Probe | None:
         """A linear-probe stage the Trainer runs before the first step (:class:`Probe`); None: none."""
         return None
