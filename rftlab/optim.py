@@ -45,7 +45,8 @@ class AdamSPD(torch.optim.Adam):
         if lam < 0:
             raise ValueError(f"the decay strength lam must be >= 0; got {lam}")
         self.lam = float(lam)
-        anchors = [p.detach().clone() for p in params] if anchors is None else [a.detach() for a in anchors]
+        anchors = [p.detach().clone() for p in params] if anchors is None else \
+            [a.detach().to(p.device) for a, p in zip(anchors, params)]   # beside their parameters, once
         if len(anchors) != len(params) or any(a.shape != p.shape for a, p in zip(anchors, params)):
             raise ValueError("AdamSPD needs one anchor per parameter, of the parameter's shape")
         self.anchors = anchors
@@ -61,5 +62,5 @@ class AdamSPD(torch.optim.Adam):
         super().step()
         for p, b, a in zip(params, before, self.anchors):
             if b is not None:
-                p.copy_(selective_projection_decay(b, p, p.grad, a.to(p.device), self.lam))
+                p.copy_(selective_projection_decay(b, p, p.grad, a, self.lam))
         return loss

@@ -171,3 +171,24 @@ def test_adam_spd_refuses_bad_input():
         AdamSPD([w], lam=-1)
     with pytest.raises(ValueError, match="one anchor per parameter"):
         AdamSPD([w], anchors=[torch.zeros(3)])
+
+
+def test_spd_in_the_loop_takes_its_first_step_as_plain_adam_and_then_pulls_back(clip, small_shift):
+    """At theta0 SPD's decay is 0 (its pull measures 0 there); later steps differ from lam = 0."""
+    import copy
+
+    import rftlab
+
+    def trained(lam, steps):
+        c = copy.copy(clip)
+        c.model = copy.deepcopy(clip.model)
+        cfg = rftlab.TrainConfig(steps=steps, batch_size=16, lr=3e-3, warmup=0, eval_every=0, progress=False)
+        tr = rftlab.Trainer("spd", c, small_shift, cfg, lam=lam)
+        assert isinstance(tr.optimizer, AdamSPD) and tr.optimizer.lam == lam
+        for _ in range(steps):
+            tr.step()
+        return tr.classifier.state_dict()
+    one = [trained(lam, 1) for lam in (0.0, 1.0)]
+    assert all(torch.equal(one[0][k], one[1][k]) for k in one[0])
+    many = [trained(lam, 4) for lam in (0.0, 1.0)]
+    assert any(not torch.equal(many[0][k], many[1][k]) for k in many[0])
