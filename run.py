@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Set up and run rftlab with nothing but Python 3.10+ and pip.
 
-    python3 run.py lab     # create .venv, install rftlab, open JupyterLab on notebooks/
+    python3 run.py lab     # create .venv, install rftlab, open JupyterLab on notebooks/00_start_here
+    python3 run.py lab --course   # the same, on the course's instructor guide (tutorials/README.md)
     python3 run.py test    # create .venv, install rftlab[dev], run the whole test suite
 
 Extra arguments go to JupyterLab or pytest. Installation is skipped when .venv already
@@ -40,13 +41,23 @@ def setup() -> None:
     STAMP.write_text(want)
 
 
+START = "notebooks/00_start_here.ipynb"   # what `run.py lab` opens
+COURSE = "tutorials/README.md"           # what `run.py lab --course` opens
+
+
 def lab_command(args: list[str], euid: int | None = None) -> list[str]:
-    """The JupyterLab command of ``run.py lab``. As root (containers, cloud notebooks)
-    JupyterLab refuses to start without --allow-root, so it is added there."""
+    """The JupyterLab command of ``run.py lab``: the file browser rooted at the repository (so
+    notebooks/ and tutorials/ are both reachable) with notebooks/00_start_here open, or with
+    ``--course`` the course's guide. As root (containers, cloud notebooks) JupyterLab refuses to
+    start without --allow-root, so it is added there."""
     if euid is None:
         euid = os.geteuid() if hasattr(os, "geteuid") else -1
+    args = list(args)
+    first = COURSE if "--course" in args else START
+    args = [a for a in args if a != "--course"]
     root = ["--allow-root"] if euid == 0 and "--allow-root" not in args else []
-    return [str(BIN / "jupyter"), "lab", str(ROOT / "notebooks"), *root, *args]
+    return [str(BIN / "jupyter"), "lab", f"--ServerApp.root_dir={ROOT}", f"--LabApp.default_url=/lab/tree/{first}",
+            *root, *args]
 
 
 def main(argv: list[str]) -> int:

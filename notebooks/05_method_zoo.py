@@ -168,7 +168,8 @@ assert er["lp"] < 0 and er["lp-ft"] < 0                                         
 # or both). The line is the WiSE-FT curve of one FT run trained here (seed `SEED`, α = 0, 0.1, ..., 1, from the
 # zero-shot model to the FT run); the labelled points are the recorded 3-seed means of each merge. A merge above
 # the curve keeps more OOD accuracy at its ID accuracy than mixing FT with θ0 does; the printout gives each
-# point's height above the curve at its ID accuracy. In smoke mode the curve comes from a few steps on a subsample
+# point's height over the curve at its ID accuracy, or, for a point with more ID accuracy than the whole curve,
+# its OOD accuracy against the curve's top. In smoke mode the curve comes from a few steps on a subsample
 # and is not comparable with the recorded points.
 
 # %%
@@ -189,10 +190,13 @@ fig.update_layout(height=520, template="plotly_white", xaxis_title="ID accuracy"
 by_id = sorted(curve, key=lambda r: r["id_acc"])
 for m in family:
     x, y = mean("shift", m, "id_acc"), mean("shift", m, "mean_ood_acc")
-    inside = by_id[0]["id_acc"] <= x <= by_id[-1]["id_acc"]
-    height = y - np.interp(x, [r["id_acc"] for r in by_id], [r["mean_ood_acc"] for r in by_id])
-    print(f"{m:<13} ID {x:.3f}  OOD {y:.3f}  " + (f"above the curve by {height:+.3f}" if inside
-                                                 else "outside the curve's ID range"))
+    top = by_id[-1]   # the curve's highest ID accuracy
+    if x <= top["id_acc"]:
+        height = y - np.interp(x, [r["id_acc"] for r in by_id], [r["mean_ood_acc"] for r in by_id])
+        where = f"height over the curve {height:+.3f}"
+    else:   # more ID accuracy than any point of the curve: compare with that point
+        where = f"past the curve's top (ID {top['id_acc']:.3f}, OOD {top['mean_ood_acc']:.3f}): OOD {y - top['mean_ood_acc']:+.3f}"
+    print(f"{m:<13} ID {x:.3f}  OOD {y:.3f}  {where}")
 assert [round(r["alpha"], 1) for r in curve] == [round(0.1 * i, 1) for i in range(11)]
 assert abs(curve[0]["id_acc"] - rftlab.evaluate(zs_clf, shift_live, clip.preprocess)["id_acc"]) < 1e-6  # alpha 0 is zero-shot
 

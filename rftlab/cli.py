@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import sys
 
 
@@ -286,7 +287,7 @@ def cmd_claims(a) -> int:
                         tuning=tuning if tuned is not None else None, papers=papers,
                         log=lambda m: print(m, flush=True))
     if papers and not a.quick:
-        result = merge_results(recorded, result, f"rftlab claims --papers {a.papers}")
+        result = merge_results(recorded, result, f"rftlab claims --papers {shlex.quote(a.papers)}")
     paths = write_report(result, out, json_dir)
     print("wrote " + ", ".join(str(p) for p in paths))
     if a.json:

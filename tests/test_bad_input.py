@@ -722,7 +722,16 @@ def _run_py():
 @pytest.mark.parametrize("euid, extra, expect_root", [(0, [], True), (1000, [], False),
                                                       (0, ["--allow-root", "--port", "9999"], True)])
 def test_lab_starts_as_root_and_as_a_user(euid, extra, expect_root):
-    cmd = _run_py().lab_command(extra, euid=euid)
-    assert cmd[1:3] == ["lab", str(REPO / "notebooks")] and cmd[0].endswith("jupyter")
+    run_py = _run_py()
+    cmd = run_py.lab_command(extra, euid=euid)
+    assert cmd[1:4] == ["lab", f"--ServerApp.root_dir={REPO}", "--LabApp.default_url=/lab/tree/notebooks/00_start_here.ipynb"]
+    assert cmd[0].endswith("jupyter") and (REPO / run_py.START).is_file()
     assert cmd.count("--allow-root") == (1 if expect_root else 0)
     assert cmd[-len(extra):] == extra if extra else True
+
+
+def test_lab_opens_the_course_guide_with_tutorials_reachable():
+    run_py = _run_py()
+    cmd = run_py.lab_command(["--course"], euid=1000)
+    assert "--LabApp.default_url=/lab/tree/tutorials/README.md" in cmd and "--course" not in cmd
+    assert (REPO / run_py.COURSE).is_file() and f"--ServerApp.root_dir={REPO}" in cmd   # the root holds tutorials/

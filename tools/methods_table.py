@@ -1,6 +1,6 @@
 """Render docs/methods.md's measured tables from `rftlab compare --json` outputs.
 
-    .venv/bin/python tools/methods_table.py docs/compare_shift.json docs/compare_spurious.json
+    .venv/bin/python tools/methods_table.py rftlab/results/compare_shift.json rftlab/results/compare_spurious.json
 """
 import json
 import sys

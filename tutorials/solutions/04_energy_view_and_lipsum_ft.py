@@ -220,7 +220,9 @@ fig.show()
 # 3. With the scale outside the square, what value of λ would give the same penalty as λ = 1 with the scale
 #    inside, for s = 100? Why do the papers' λ values only make sense with the definition fixed?
 # 4. Lipsum-FT draws M fresh texts every step. What would go wrong with one fixed set of M texts?
-# 5. Lipsum-FT needs one extra forward pass of the frozen image tower per step. How does its cost compare
-#    with CAR-FT's and with WiSE-FT's?
+# 5. Each step, Lipsum-FT runs one extra forward pass of the frozen image tower (θ0's features) and encodes
+#    the M fresh random texts with the frozen text tower (no gradients through either). How does its cost
+#    compare with CAR-FT's (one frozen image pass; its context texts are encoded once) and with WiSE-FT's
+#    (nothing per step)? `benchmarks/method_speed.py` measures all three.
 #
 # Next lesson: calibration, and CaRot.

@@ -182,6 +182,9 @@ for d in ("id", "sketch"):
 #
 # * W_v: the visual projection (width × embedding dim). ‖W_vᵀW_v − I‖_F (**not squared**) pushes its columns
 #   to be orthonormal;
+# * ‖W_v W_tᵀ‖_F (also not squared): a cross term between the visual and the text projection (W_t: the
+#   text projection), in CaRot's loss as rftlab implements it (docs/methods.md), with the weight λ_X = 0.05
+#   (`rftlab.get_method("carot").lambda_x`); the exercises below leave it out;
 # * L_SD: self-distillation, soft-label cross-entropy towards an EMA teacher's image-text logits;
 # * the theory: OOD error and OOD calibration error are bounded by ID calibration error plus a term that
 #   shrinks as σ_min, the smallest singular value of the ID feature covariance, grows. An orthonormal
