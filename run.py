@@ -70,7 +70,7 @@ def main(argv: list[str]) -> int:
     if cmd == "setup":
         return 0
     if cmd == "lab":
-        return subprocess.call(lab_command(rest), env=env)
+        return subprocess.call(lab_command(rest), cwd=ROOT, env=env)   # cwd: nbgrader reads its course from it
     env.setdefault("RFTLAB_SMOKE", "1")
     env.setdefault("TQDM_DISABLE", "1")
     return subprocess.call([str(PY), *TEST_ARGS, *rest], cwd=ROOT, env=env)
